@@ -1,0 +1,77 @@
+package keystore
+
+import (
+	"crypto/subtle"
+	"encoding/hex"
+	"time"
+)
+
+// DigestSize is the size of a [Digest] in bytes.
+const DigestSize = 32
+
+// Digest is the hash of an API key: the only form of a key a [Store] ever
+// sees. It is comparable and can be used as a map key. A Digest is not a
+// secret in the sense a key is (a key cannot be recovered from it), but it
+// identifies a key, so it is not shown to users either.
+type Digest [DigestSize]byte
+
+// IsZero reports whether d is the zero Digest, which no key hashes to.
+func (d Digest) IsZero() bool { return d == Digest{} }
+
+// Equal reports whether d and o are the same digest, in constant time.
+func (d Digest) Equal(o Digest) bool {
+	return subtle.ConstantTimeCompare(d[:], o[:]) == 1
+}
+
+// String returns the digest in hexadecimal.
+func (d Digest) String() string { return hex.EncodeToString(d[:]) }
+
+// Record is what a [Store] keeps about one API key. It holds the key's
+// digest, never the key.
+//
+// The zero time in CreatedAt, ExpiresAt, RevokedAt or LastUsedAt means
+// "not set". Records returned by [Lookuper.LookupDigest] may share their
+// Scopes and Metadata with the store: treat them as read-only.
+type Record struct {
+	// ID is the key's public identifier, such as key_3kTMd9x0aH2bQe7L. It
+	// is random, not secret, and not derived from the key; the API uses it
+	// to name a key in URLs and lists.
+	ID string
+	// Project is the project (tenant, account) the key belongs to.
+	Project string
+	// Name is a label chosen by the key's owner.
+	Name string
+	// Hint is a masked form of the key: the prefix and at most the last 4
+	// characters, such as halfred_…a1B2.
+	Hint string
+	// Digest is the hash of the key. List results leave it zero.
+	Digest Digest
+	// Scopes are the permissions the key carries.
+	Scopes []string
+	// CreatedAt is when the key was issued.
+	CreatedAt time.Time
+	// ExpiresAt is when the key stops working; zero means never.
+	ExpiresAt time.Time
+	// RevokedAt is when the key was, or will be, revoked: a rotation with
+	// a grace period revokes the old key at a time in the future. Zero
+	// means not revoked. Revocation is final.
+	RevokedAt time.Time
+	// LastUsedAt is when the key was last seen, to within the manager's
+	// last-used interval (one minute by default); zero means never.
+	LastUsedAt time.Time
+	// Disabled suspends the key: it fails like an unknown key until it is
+	// enabled again.
+	Disabled bool
+	// Metadata holds the owner's annotations.
+	Metadata map[string]string
+}
+
+// RevokedBy reports whether the record is revoked at time now.
+func (r *Record) RevokedBy(now time.Time) bool {
+	return !r.RevokedAt.IsZero() && !now.Before(r.RevokedAt)
+}
+
+// ExpiredBy reports whether the record has expired at time now.
+func (r *Record) ExpiredBy(now time.Time) bool {
+	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
+}
