@@ -56,3 +56,11 @@ var (
 	// it is enabled again.
 	ErrDisabled = errors.New("keystore: API key disabled")
 )
+
+// Errors of the [Manager]'s management calls.
+var (
+	// ErrInvalidSpec: a [KeySpec] or a rotation request is unusable: no
+	// project, a scope that is not a valid scope token, an expiry in the
+	// past, a negative grace period.
+	ErrInvalidSpec = errors.New("keystore: invalid key spec")
+)

@@ -1,0 +1,311 @@
+// Command server runs the Halfred API: a small OpenAI-style API protected by
+// keygate. It is the example a user meets first and the project's
+// end-to-end test target: its tests pin the behaviour described here.
+//
+// Run it from the repository root:
+//
+//	go run ./examples/server
+//
+// On a start with an empty key store it issues a key holding every scope, in
+// project "default", and prints it once on standard output:
+//
+//	API key: halfred_…
+//
+// It then prints "listening on http://ADDR" on standard error. Logs go to
+// standard error and never contain a full key. SIGINT or SIGTERM shuts it
+// down cleanly.
+//
+// # Flags
+//
+//	-addr ADDR         listen address (default 127.0.0.1:8080; port 0 picks a free port)
+//	-prefix NAME       API key prefix, lower-case letters and digits (default halfred)
+//	-db PATH           SQLite file (default keygate.db); not used yet: keys are kept
+//	                   in memory until the SQLite store lands, and are lost on exit
+//	-postgres DSN      PostgreSQL store; not supported yet, and an error if given
+//	-pepper-env NAME   environment variable holding the hashing pepper
+//	                   (default KEYGATE_PEPPER); unset or empty means no pepper,
+//	                   otherwise it must be at least 16 bytes
+//	-log-format FMT    text or json (default text)
+//
+// # Endpoints
+//
+// Every endpoint takes the key as "Authorization: Bearer KEY" (the scheme
+// in any case) or "api-key: KEY"; both with different values is 400, and a
+// key in the query string is ignored.
+//
+//	GET    /v1/models              models:read   the models: standard, fast, deep
+//	POST   /v1/chat/completions    chat:write    a chat.completion echoing the last user message
+//	GET    /v1/me                  any key       {"method","key_id","project","scopes"}
+//	POST   /v1/keys                keys:manage   201, a new key in the caller's project
+//	GET    /v1/keys                keys:manage   the project's keys, without plaintext
+//	POST   /v1/keys/{id}/rotate    keys:manage   201, the key revoked and a new one returned
+//	DELETE /v1/keys/{id}           keys:manage   204, the key revoked at once
+//
+// With the key the server printed in $KEY:
+//
+//	curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/models
+//	curl -H "api-key: $KEY" http://127.0.0.1:8080/v1/chat/completions \
+//	    -d '{"model":"standard","messages":[{"role":"user","content":"Hello"}]}'
+//	curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/me
+//	curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/keys \
+//	    -d '{"name":"reader","scopes":["models:read"],"expires_in":86400}'
+//	curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/keys
+//	curl -H "Authorization: Bearer $KEY" -X POST http://127.0.0.1:8080/v1/keys/key_…/rotate
+//	curl -H "Authorization: Bearer $KEY" -X DELETE http://127.0.0.1:8080/v1/keys/key_…
+//
+// # Requests and errors
+//
+// Request bodies are read as JSON whatever their Content-Type (so curl -d
+// works without -H) and are limited to 1 MiB; a longer one is 413
+// (code request_too_large). Every error is
+// {"error":{"message","type","code"}}; authentication errors (401, 400,
+// 403, 503) carry the WWW-Authenticate challenge of RFC 6750 with realm
+// "halfred". An unknown path is 404 (code not_found) and a known path with
+// another method 405 (code method_not_allowed) with an Allow header.
+//
+// POST /v1/chat/completions accepts and ignores OpenAI parameters it does not
+// use (temperature, max_tokens, …), as OpenAI's client libraries send them
+// freely. It answers 400 for a body that is not a JSON object, a missing or
+// unknown model, missing or empty messages, a role other than system,
+// developer, user, assistant or tool, no user message, and "stream": true
+// (streaming is not supported). Usage counts words, not real tokens.
+//
+// POST /v1/keys takes {"name","scopes","expires_in"}, all optional, and
+// refuses unknown fields (400), so that a typo cannot silently widen a key.
+// Scopes must be known (400) and held by the caller (403,
+// insufficient_scope: a key can only give out scopes it has); omitted, they
+// are the caller's. expires_in is whole seconds from 1 to 10 years; omitted,
+// the key does not expire. Times in responses are Unix seconds, or null.
+//
+// Rotating or deleting a key of another project, or an unknown ID, is 404.
+// Rotating a revoked key is 409 (code key_revoked); rotating a key with
+// scopes the caller lacks is 403. Deleting is idempotent: deleting a revoked
+// key is 204 again.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// shutdownTimeout is how long a shutdown waits for requests in flight.
+const shutdownTimeout = 10 * time.Second
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+	case errors.As(err, new(usageError)):
+		var ue usageError
+		if errors.As(err, &ue) && !ue.printed {
+			fmt.Fprintln(os.Stderr, "server:", err)
+		}
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+// usageError is a bad command line or configuration: exit status 2.
+// When printed is set, the flag package has already reported it.
+type usageError struct {
+	err     error
+	printed bool
+}
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// flags is the parsed command line.
+type flags struct {
+	addr      string
+	prefix    string
+	db        string
+	dbSet     bool
+	pepperEnv string
+	logFormat string
+	pepper    []byte
+}
+
+const usageText = `Usage: go run ./examples/server [flags]
+
+Runs the Halfred API, a small OpenAI-style API protected by keygate.
+
+On a start with an empty key store it issues one key holding every scope
+(models:read chat:write keys:manage tokens:issue) in project "default" and
+prints it once, on standard output, as "API key: halfred_…". It then prints
+"listening on http://ADDR" on standard error. Logs go to standard error and
+never contain a full key. SIGINT or SIGTERM shuts the server down cleanly.
+
+Send the key as "Authorization: Bearer KEY" or "api-key: KEY":
+
+  GET    /v1/models              (models:read)
+  POST   /v1/chat/completions    (chat:write)
+  GET    /v1/me                  (any valid key)
+  POST   /v1/keys                (keys:manage) body {"name","scopes","expires_in"}
+  GET    /v1/keys                (keys:manage)
+  POST   /v1/keys/{id}/rotate    (keys:manage)
+  DELETE /v1/keys/{id}           (keys:manage)
+
+  curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/models
+
+Flags:
+`
+
+// parseFlags parses the command line; getenv reads the pepper's variable.
+// It returns flag.ErrHelp for -help and a usageError for anything invalid.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (flags, error) {
+	var f flags
+	var postgres string
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usageText)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen `address`; port 0 picks a free port, and the one chosen is printed")
+	fs.StringVar(&f.prefix, "prefix", "halfred", "API key `prefix`: 1 to 32 lower-case letters and digits, starting with a letter")
+	fs.StringVar(&f.db, "db", "keygate.db", "SQLite database `file`; not used yet: keys are kept in memory until the SQLite store lands; they are lost on exit")
+	fs.StringVar(&postgres, "postgres", "", "PostgreSQL `DSN`, instead of -db; not supported yet: giving it is an error")
+	fs.StringVar(&f.pepperEnv, "pepper-env", "KEYGATE_PEPPER", "name of the environment `variable` holding the pepper mixed into every key's hash;\nunset or empty means no pepper (plain SHA-256), otherwise it must be at least 16 bytes.\nThe pepper is never printed or logged")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log `format` on standard error: text or json")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return flags{}, err
+		}
+		return flags{}, usageError{err: err, printed: true}
+	}
+	fs.Visit(func(fl *flag.Flag) {
+		if fl.Name == "db" {
+			f.dbSet = true
+		}
+	})
+	switch {
+	case fs.NArg() > 0:
+		return flags{}, usageError{err: fmt.Errorf("unexpected argument %q; the server takes flags only (see -help)", fs.Arg(0))}
+	case postgres != "":
+		return flags{}, usageError{err: errors.New("-postgres is not supported yet: the PostgreSQL store has not landed; keys are kept in memory for now. Run without -postgres")}
+	case f.logFormat != "text" && f.logFormat != "json":
+		return flags{}, usageError{err: fmt.Errorf("-log-format must be text or json, not %q", f.logFormat)}
+	case f.pepperEnv == "":
+		return flags{}, usageError{err: errors.New("-pepper-env must name an environment variable")}
+	}
+	if p := getenv(f.pepperEnv); p != "" {
+		if len(p) < 16 {
+			return flags{}, usageError{err: fmt.Errorf("the pepper in $%s is %d bytes long; it must be at least 16 bytes", f.pepperEnv, len(p))}
+		}
+		f.pepper = []byte(p)
+	}
+	return f, nil
+}
+
+// run runs the server until ctx is done, then shuts it down. It prints the
+// bootstrap key, if it issues one, to stdout, and everything else to
+// stderr. It returns flag.ErrHelp after -help and a usageError for a bad
+// command line.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runEnv(ctx, args, os.Getenv, stdout, stderr)
+}
+
+// runEnv is run with the environment read through getenv.
+func runEnv(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	stderr = &lockedWriter{w: stderr}
+	f, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	var handler slog.Handler
+	if f.logFormat == "json" {
+		handler = slog.NewJSONHandler(stderr, nil)
+	} else {
+		handler = slog.NewTextHandler(stderr, nil)
+	}
+	logger := slog.New(handler)
+
+	s, err := newServer(config{prefix: f.prefix, pepper: f.pepper, logger: logger})
+	if err != nil {
+		return usageError{err: err}
+	}
+	if f.dbSet {
+		logger.Warn("-db is not used yet: keys are kept in memory until the SQLite store lands", "db", f.db)
+	}
+	logger.Info("keys are kept in memory and are lost on exit")
+	if f.pepper == nil {
+		logger.Info("no pepper set: keys are hashed with plain SHA-256", "pepper_env", f.pepperEnv)
+	}
+
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	key, issued, err := s.bootstrap(ctx)
+	if err != nil {
+		return err
+	}
+	if issued {
+		if _, err := fmt.Fprintf(stdout, "API key: %s\n", key.Plaintext()); err != nil {
+			return fmt.Errorf("print the bootstrap key: %w", err)
+		}
+	}
+
+	srv := &http.Server{
+		Handler:           s.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(handler, slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(stderr, "listening on http://%s\n", ln.Addr())
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// lockedWriter serializes writes, so that log lines and the "listening on"
+// line never interleave.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

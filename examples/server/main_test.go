@@ -1,0 +1,381 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/keystore"
+)
+
+// started is a server started by runEnv in the background.
+type started struct {
+	stdout, stderr *syncBuffer
+	addr           string
+	done           chan error
+	stop           context.CancelFunc
+}
+
+// startRun starts runEnv with args and waits until it prints its address.
+func startRun(t *testing.T, env map[string]string, args ...string) *started {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &started{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), stop: cancel}
+	getenv := func(k string) string { return env[k] }
+	go func() { s.done <- runEnv(ctx, args, getenv, s.stdout, s.stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			t.Error("run did not return after cancel")
+		}
+	})
+	re := regexp.MustCompile(`(?m)^listening on http://(\S+)$`)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := re.FindStringSubmatch(s.stderr.String()); m != nil {
+			s.addr = m[1]
+			return s
+		}
+		select {
+		case err := <-s.done:
+			t.Fatalf("run returned early: %v\nstderr:\n%s", err, s.stderr)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no \"listening on\" line; stderr:\n%s", s.stderr)
+	return nil
+}
+
+// get sends GET path with key as Bearer credential and returns the status.
+func get(t *testing.T, addr, path, key string) int {
+	t.Helper()
+	r, err := http.NewRequest("GET", "http://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+key)
+	res, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// keyLine matches the one line the server prints on standard output.
+func keyLine(prefix string) *regexp.Regexp {
+	return regexp.MustCompile(`^API key: (` + prefix + `_[0-9A-Za-z]{28})\n$`)
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		prefix string
+		// secret must appear in neither output.
+		secret string
+	}{
+		{name: "defaults", args: []string{"-addr", "127.0.0.1:0"}, prefix: "halfred"},
+		{name: "json logs and prefix", args: []string{"-addr", "127.0.0.1:0", "-log-format", "json", "-prefix", "acme"}, prefix: "acme"},
+		{name: "pepper", env: map[string]string{"KEYGATE_PEPPER": "0123456789abcdef-pepper"}, args: []string{"-addr", "127.0.0.1:0"}, prefix: "halfred", secret: "0123456789abcdef-pepper"},
+		{name: "pepper from another variable", env: map[string]string{"MY_PEPPER": "another-pepper-of-24-bytes"}, args: []string{"-addr", "127.0.0.1:0", "-pepper-env", "MY_PEPPER"}, prefix: "halfred", secret: "another-pepper-of-24-bytes"},
+		{name: "db accepted", args: []string{"-addr", "127.0.0.1:0", "-db", filepath.Join(t.TempDir(), "k.db")}, prefix: "halfred"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := startRun(t, tt.env, tt.args...)
+			m := keyLine(tt.prefix).FindStringSubmatch(s.stdout.String())
+			if m == nil {
+				t.Fatalf("stdout = %q, want exactly one line \"API key: %s_…\"", s.stdout, tt.prefix)
+			}
+			key := m[1]
+			if got := get(t, s.addr, "/v1/me", key); got != http.StatusOK {
+				t.Errorf("GET /v1/me with the printed key = %d", got)
+			}
+			if got := get(t, s.addr, "/v1/models", key); got != http.StatusOK {
+				t.Errorf("GET /v1/models with the printed key = %d", got)
+			}
+			if got := get(t, s.addr, "/v1/me", key[:len(key)-2]+"xx"); got != http.StatusUnauthorized {
+				t.Errorf("GET /v1/me with a mangled key = %d", got)
+			}
+			s.stop()
+			select {
+			case err := <-s.done:
+				if err != nil {
+					t.Fatalf("run = %v after cancel, want nil", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Fatal("run did not return after cancel")
+			}
+			s.done <- nil // for the cleanup
+			format, err := keystore.NewFormat(keystore.WithPrefix(tt.prefix))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stderr := s.stderr.String()
+			if f := format.Pattern().FindString(stderr); f != "" {
+				t.Errorf("stderr holds a key:\n%s", stderr)
+			}
+			if strings.Contains(stderr, key[len(key)-8:]) {
+				t.Errorf("stderr holds the key's tail:\n%s", stderr)
+			}
+			if tt.secret != "" && (strings.Contains(stderr, tt.secret) || strings.Contains(s.stdout.String(), tt.secret)) {
+				t.Errorf("output holds the pepper")
+			}
+			if !strings.Contains(stderr, format.Hint(key)) {
+				t.Errorf("stderr does not log the bootstrap key's hint %s:\n%s", format.Hint(key), stderr)
+			}
+			for _, want := range []string{"stopped", "lost on exit"} {
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr)
+				}
+			}
+		})
+	}
+}
+
+// TestRunPepperMatters checks that the pepper is used: a key issued under
+// one pepper is unknown to a server with another.
+func TestRunPepperMatters(t *testing.T) {
+	t.Parallel()
+	store := keystore.NewMemoryStore()
+	a, err := newServer(config{store: store, pepper: []byte("pepper-number-one")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newServer(config{store: store, pepper: []byte("pepper-number-two")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, issued, err := a.bootstrap(context.Background())
+	if err != nil || !issued {
+		t.Fatal(issued, err)
+	}
+	if _, err := a.keys.Authenticate(context.Background(), key.Plaintext()); err != nil {
+		t.Errorf("same pepper: %v", err)
+	}
+	if _, err := b.keys.Authenticate(context.Background(), key.Plaintext()); err == nil {
+		t.Errorf("another pepper accepted the key")
+	}
+	// The store is not empty any more: a second start issues no key.
+	if _, issued, err := b.bootstrap(context.Background()); err != nil || issued {
+		t.Errorf("second bootstrap = %v, %v; want no key", issued, err)
+	}
+}
+
+func TestRunErrors(t *testing.T) {
+	t.Parallel()
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { busy.Close() })
+	tests := []struct {
+		name   string
+		env    map[string]string
+		args   []string
+		usage  bool   // a usageError (exit status 2)
+		help   bool   // flag.ErrHelp (exit status 0)
+		stderr string // must appear in stderr or the error
+	}{
+		{name: "help", args: []string{"-help"}, help: true, stderr: "not used yet"},
+		{name: "h", args: []string{"-h"}, help: true, stderr: "KEYGATE_PEPPER"},
+		{name: "unknown flag", args: []string{"-port", "8080"}, usage: true, stderr: "flag provided but not defined"},
+		{name: "argument", args: []string{"serve"}, usage: true, stderr: "unexpected argument"},
+		{name: "postgres", args: []string{"-postgres", "postgres://localhost/keygate"}, usage: true, stderr: "-postgres is not supported yet"},
+		{name: "short pepper", env: map[string]string{"KEYGATE_PEPPER": "short"}, usage: true, stderr: "at least 16 bytes"},
+		{name: "bad prefix", args: []string{"-prefix", "Halfred"}, usage: true, stderr: "prefix"},
+		{name: "bad log format", args: []string{"-log-format", "xml"}, usage: true, stderr: "-log-format"},
+		{name: "empty pepper-env", args: []string{"-pepper-env", ""}, usage: true, stderr: "-pepper-env"},
+		{name: "address in use", args: []string{"-addr", busy.Addr().String()}, stderr: "address already in use"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr syncBuffer
+			getenv := func(k string) string { return tt.env[k] }
+			err := runEnv(context.Background(), tt.args, getenv, &stdout, &stderr)
+			if err == nil {
+				t.Fatal("run = nil, want an error")
+			}
+			var ue usageError
+			if got := errors.As(err, &ue); got != tt.usage {
+				t.Errorf("usage error = %v, want %v (%v)", got, tt.usage, err)
+			}
+			if got := errors.Is(err, flag.ErrHelp); got != tt.help {
+				t.Errorf("ErrHelp = %v, want %v (%v)", got, tt.help, err)
+			}
+			if tt.name == "address in use" && runtime.GOOS == "windows" {
+				return // the message differs
+			}
+			if all := stderr.String() + err.Error(); !strings.Contains(all, tt.stderr) {
+				t.Errorf("stderr and error lack %q:\n%s", tt.stderr, all)
+			}
+			if stdout.String() != "" {
+				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+			if strings.Contains(stderr.String()+err.Error(), "pepper") && tt.env["KEYGATE_PEPPER"] != "" &&
+				strings.Contains(stderr.String()+err.Error(), tt.env["KEYGATE_PEPPER"]) {
+				t.Errorf("output holds the pepper")
+			}
+		})
+	}
+}
+
+// TestBinary builds the real binary, starts it, uses it and stops it with
+// SIGTERM.
+func TestBinary(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("sends SIGTERM")
+	}
+	if testing.Short() {
+		t.Skip("builds the binary; skipped with -short")
+	}
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "server")
+	build := exec.Command(goTool, "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	t.Run("serve and stop", func(t *testing.T) {
+		t.Parallel()
+		cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
+		cmd.Dir = t.TempDir()
+		cmd.Env = append(os.Environ(), "KEYGATE_PEPPER=")
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderrPipe, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill() })
+
+		// Standard output stays open while the server runs: read its first
+		// line as it arrives, then the rest (which must be empty) at exit.
+		firstc := make(chan string, 1)
+		restc := make(chan string, 1)
+		go func() {
+			br := bufio.NewReader(stdout)
+			first, _ := br.ReadString('\n')
+			firstc <- first
+			rest, _ := io.ReadAll(br)
+			restc <- string(rest)
+		}()
+		addrc := make(chan string, 1)
+		stderrc := make(chan string, 1)
+		go func() {
+			var all strings.Builder
+			sc := bufio.NewScanner(stderrPipe)
+			for sc.Scan() {
+				line := sc.Text()
+				fmt.Fprintln(&all, line)
+				if a, ok := strings.CutPrefix(line, "listening on http://"); ok {
+					addrc <- a
+				}
+			}
+			stderrc <- all.String()
+		}()
+		var addr string
+		select {
+		case addr = <-addrc:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no \"listening on\" line")
+		}
+
+		var key string
+		select {
+		case first := <-firstc:
+			m := keyLine("halfred").FindStringSubmatch(first)
+			if m == nil {
+				t.Fatalf("first line of stdout = %q, want \"API key: halfred_…\"", first)
+			}
+			key = m[1]
+		case <-time.After(30 * time.Second):
+			t.Fatal("no key on stdout")
+		}
+		if got := get(t, addr, "/v1/me", key); got != http.StatusOK {
+			t.Errorf("GET /v1/me = %d", got)
+		}
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		// Read both pipes to EOF (the process closes them when it exits)
+		// before Wait, which closes them itself.
+		var stderr string
+		select {
+		case stderr = <-stderrc:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no exit after SIGTERM")
+		}
+		if rest := <-restc; rest != "" {
+			t.Errorf("stdout holds more than the key line: %q", rest)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+		if keystore.DefaultFormat().Pattern().MatchString(stderr) {
+			t.Errorf("stderr holds a key:\n%s", stderr)
+		}
+		if !strings.Contains(stderr, "stopped") {
+			t.Errorf("stderr lacks the clean stop:\n%s", stderr)
+		}
+	})
+
+	t.Run("postgres exits 2", func(t *testing.T) {
+		t.Parallel()
+		cmd := exec.Command(bin, "-postgres", "postgres://localhost/x")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+			t.Fatalf("exit = %v, want status 2", err)
+		}
+		if !strings.Contains(stderr.String(), "-postgres is not supported yet") {
+			t.Errorf("stderr = %q", stderr.String())
+		}
+	})
+
+	t.Run("help exits 0", func(t *testing.T) {
+		t.Parallel()
+		cmd := exec.Command(bin, "-help")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("exit = %v", err)
+		}
+		for _, want := range []string{"-addr", "-prefix", "-db", "-postgres", "-pepper-env", "not used yet", "/v1/chat/completions"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("help lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}

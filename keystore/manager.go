@@ -1,0 +1,537 @@
+package keystore
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// DefaultLastUsedInterval is how often, at most, the [Manager] writes a
+// key's last-used time to the store.
+const DefaultLastUsedInterval = time.Minute
+
+// idRandomLength is the number of random base62 characters in a key ID
+// (about 95 bits: IDs are public, they only need to be unique).
+const idRandomLength = 16
+
+// idPrefix starts every key ID the Manager makes.
+const idPrefix = "key_"
+
+// Manager joins a [Format], a [Hasher], a [Store] and a clock into the
+// operations a service needs: issue a key, verify a presented key, list,
+// revoke and rotate keys. It also implements [auth.Authenticator], so it
+// plugs straight into the auth middleware.
+//
+// A Manager is safe for concurrent use. It starts no goroutines.
+type Manager struct {
+	store    Store
+	toucher  Toucher
+	format   *Format
+	hasher   *Hasher
+	now      func() time.Time
+	idRand   io.Reader
+	interval time.Duration
+	logger   *slog.Logger
+
+	// rejections maps each way a presented key can fail to the prebuilt
+	// auth error for it, so that rejecting a key does not allocate.
+	rejections []rejection
+
+	touched [touchShards]touchShard
+}
+
+type rejection struct {
+	cause error
+	err   *auth.Error
+}
+
+// ManagerOption configures a [Manager].
+type ManagerOption func(*Manager) error
+
+// WithFormat sets the key format. Default: [DefaultFormat], keys of the shape
+// halfred_ followed by 28 base62 characters.
+func WithFormat(f *Format) ManagerOption {
+	return func(m *Manager) error {
+		if f == nil {
+			return fmt.Errorf("%w: nil Format", ErrInvalidSpec)
+		}
+		m.format = f
+		return nil
+	}
+}
+
+// WithHasher sets how keys are hashed. Default: plain SHA-256, with no
+// pepper. Production services should pass a Hasher made with a pepper kept
+// outside the database, see [NewHasher].
+func WithHasher(h *Hasher) ManagerOption {
+	return func(m *Manager) error {
+		if h == nil {
+			return fmt.Errorf("%w: nil Hasher", ErrInvalidSpec)
+		}
+		m.hasher = h
+		return nil
+	}
+}
+
+// WithClock sets the clock the Manager reads for creation, expiry,
+// revocation and last-used times. Default: [time.Now].
+func WithClock(now func() time.Time) ManagerOption {
+	return func(m *Manager) error {
+		if now == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidSpec)
+		}
+		m.now = now
+		return nil
+	}
+}
+
+// WithIDRandom sets the source of randomness for key IDs. Default:
+// [crypto/rand.Reader]. Keys themselves take their randomness from the
+// [Format].
+func WithIDRandom(r io.Reader) ManagerOption {
+	return func(m *Manager) error {
+		if r == nil {
+			return fmt.Errorf("%w: nil reader", ErrInvalidSpec)
+		}
+		m.idRand = r
+		return nil
+	}
+}
+
+// WithLastUsedInterval sets how often, at most, the Manager records that a
+// key was used: one store write per key per interval, however many requests
+// the key makes. Default: [DefaultLastUsedInterval] (one minute). Zero or a
+// negative interval turns last-used tracking off. Tracking needs a store
+// that implements [Toucher]; with any other store it is off.
+func WithLastUsedInterval(d time.Duration) ManagerOption {
+	return func(m *Manager) error {
+		m.interval = d
+		return nil
+	}
+}
+
+// WithLogger sets where the Manager reports failures that do not fail the
+// request, such as a last-used write that did not go through. Default:
+// [slog.Default]. The Manager logs key IDs, never keys.
+func WithLogger(l *slog.Logger) ManagerOption {
+	return func(m *Manager) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil logger", ErrInvalidSpec)
+		}
+		m.logger = l
+		return nil
+	}
+}
+
+// NewManager returns a Manager over store. It returns an error if store is
+// nil or an option is invalid.
+func NewManager(store Store, opts ...ManagerOption) (*Manager, error) {
+	if store == nil {
+		return nil, fmt.Errorf("%w: nil Store", ErrInvalidSpec)
+	}
+	m := &Manager{
+		store:    store,
+		format:   DefaultFormat(),
+		now:      time.Now,
+		idRand:   rand.Reader,
+		interval: DefaultLastUsedInterval,
+		logger:   slog.Default(),
+	}
+	for _, opt := range opts {
+		if err := opt(m); err != nil {
+			return nil, err
+		}
+	}
+	if m.hasher == nil {
+		h, err := NewHasher(nil)
+		if err != nil {
+			return nil, err
+		}
+		m.hasher = h
+	}
+	if t, ok := store.(Toucher); ok && m.interval > 0 {
+		m.toucher = t
+	}
+	for i := range m.touched {
+		m.touched[i].last = make(map[string]int64)
+	}
+	m.rejections = m.buildRejections()
+	return m, nil
+}
+
+// buildRejections prepares the auth errors for every way a presented key can
+// fail. Unknown, revoked, expired and disabled keys share one generic
+// message, so their HTTP responses are byte-identical; a malformed key gets a
+// message that says what a key looks like, which reveals nothing about the
+// store.
+func (m *Manager) buildRejections() []rejection {
+	p := m.format.Prefix()
+	malformed := func(reason error, msg string) rejection {
+		return rejection{reason, &auth.Error{
+			Kind:    auth.ErrInvalidCredential,
+			Message: msg,
+			Err:     fmt.Errorf("%w: %w", ErrMalformedKey, reason),
+		}}
+	}
+	invalid := func(reason error) rejection {
+		return rejection{reason, &auth.Error{Kind: auth.ErrInvalidCredential, Err: reason}}
+	}
+	return []rejection{
+		malformed(ErrPrefix, fmt.Sprintf("Malformed API key: API keys start with %s.", p)),
+		malformed(ErrLength, fmt.Sprintf("Malformed API key: API keys are %d characters long and start with %s.", m.format.Len(), p)),
+		malformed(ErrCharset, "Malformed API key: it contains a character that is not a letter or a digit. Check for spaces, quotes or line breaks copied with it."),
+		malformed(ErrChecksum, "Malformed API key: its checksum does not match, so it was mistyped or cut short. Copy the whole key again."),
+		malformed(ErrMalformedKey, "Malformed API key."),
+		invalid(ErrUnknownKey),
+		invalid(ErrRevoked),
+		invalid(ErrExpired),
+		invalid(ErrDisabled),
+	}
+}
+
+// Format returns the Manager's key format.
+func (m *Manager) Format() *Format { return m.format }
+
+// KeySpec describes a key to issue.
+type KeySpec struct {
+	// Project is the project the key belongs to. Required.
+	Project string
+	// Name is a label for the key's owner. Optional.
+	Name string
+	// Scopes are the permissions the key carries. Each must be a scope
+	// token as in RFC 6749 §3.3: printable ASCII without spaces, quotes or
+	// backslashes. Duplicates are removed.
+	Scopes []string
+	// ExpiresAt is when the key stops working; zero means never. It must
+	// be in the future.
+	ExpiresAt time.Time
+	// Metadata holds the owner's annotations. It is copied.
+	Metadata map[string]string
+}
+
+// Issue creates a key and stores its record. The returned [Key] is the only
+// time the plaintext exists outside the caller's own copy: the store keeps
+// only its digest. It returns an error matching [ErrInvalidSpec] for a bad
+// spec; any other error means randomness or the store failed.
+func (m *Manager) Issue(ctx context.Context, spec KeySpec) (Key, Record, error) {
+	now := m.now()
+	if spec.Project == "" {
+		return Key{}, Record{}, fmt.Errorf("%w: a key needs a project", ErrInvalidSpec)
+	}
+	scopes, err := normalizeScopes(spec.Scopes)
+	if err != nil {
+		return Key{}, Record{}, err
+	}
+	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {
+		return Key{}, Record{}, fmt.Errorf("%w: the expiry time is not in the future", ErrInvalidSpec)
+	}
+	key, rec, err := m.newRecord(now)
+	if err != nil {
+		return Key{}, Record{}, err
+	}
+	rec.Project = spec.Project
+	rec.Name = spec.Name
+	rec.Scopes = scopes
+	rec.ExpiresAt = spec.ExpiresAt
+	rec.Metadata = maps.Clone(spec.Metadata)
+	if err := m.store.Create(ctx, rec); err != nil {
+		return Key{}, Record{}, fmt.Errorf("keystore: store key %s: %w", rec.ID, err)
+	}
+	return key, rec, nil
+}
+
+// newRecord generates a key and a record with its ID, hint, digest and
+// creation time.
+func (m *Manager) newRecord(now time.Time) (Key, Record, error) {
+	key, err := m.format.Generate()
+	if err != nil {
+		return Key{}, Record{}, err
+	}
+	id, err := m.newID()
+	if err != nil {
+		return Key{}, Record{}, err
+	}
+	return key, Record{
+		ID:        id,
+		Hint:      key.Hint(),
+		Digest:    m.hasher.Digest(key.Plaintext()),
+		CreatedAt: now,
+	}, nil
+}
+
+func (m *Manager) newID() (string, error) {
+	var buf [len(idPrefix) + idRandomLength]byte
+	copy(buf[:], idPrefix)
+	if err := readIDChars(m.idRand, buf[len(idPrefix):]); err != nil {
+		return "", fmt.Errorf("keystore: key ID: %w", err)
+	}
+	return string(buf[:]), nil
+}
+
+// normalizeScopes checks that every scope is a scope token (RFC 6749 §3.3)
+// and returns a sorted copy without duplicates.
+func normalizeScopes(in []string) ([]string, error) {
+	out := make([]string, 0, len(in))
+	for _, s := range in {
+		if !validScope(s) {
+			return nil, fmt.Errorf("%w: scope %q is not a scope token (printable ASCII, no spaces, quotes or backslashes)", ErrInvalidSpec, s)
+		}
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func validScope(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// Verify checks a presented key: its format (offline, before any store
+// call), then its digest in the store, then whether it is revoked, disabled
+// or expired. It returns the key's record, or:
+//   - a [Format.Parse] error (matching [ErrMalformedKey]);
+//   - [ErrUnknownKey], [ErrRevoked], [ErrDisabled] or [ErrExpired];
+//   - any other error: the store failed, and the key's status is unknown.
+//
+// Lookups are by digest only, so the time Verify takes does not depend on how
+// much of a key is right. When the [Hasher] has previous peppers, a key not
+// found under the current pepper is looked up under each previous one.
+//
+// Verify records the key's use at most once per last-used interval (see
+// [WithLastUsedInterval]); a failed last-used write is logged, not returned.
+// The returned record may share Scopes and Metadata with the store: treat it
+// as read-only.
+func (m *Manager) Verify(ctx context.Context, presented string) (Record, error) {
+	if _, err := m.format.Parse(presented); err != nil {
+		return Record{}, err
+	}
+	rec, err := m.lookup(ctx, presented)
+	if err != nil {
+		return Record{}, err
+	}
+	now := m.now()
+	switch {
+	case rec.RevokedBy(now):
+		return Record{}, ErrRevoked
+	case rec.Disabled:
+		return Record{}, ErrDisabled
+	case rec.ExpiredBy(now):
+		return Record{}, ErrExpired
+	}
+	m.touch(ctx, &rec, now)
+	return rec, nil
+}
+
+func (m *Manager) lookup(ctx context.Context, presented string) (Record, error) {
+	for i := range m.hasher.Peppers() {
+		d := m.hasher.DigestAt(i, presented)
+		rec, err := m.store.LookupDigest(ctx, d)
+		if err == nil {
+			if !rec.Digest.Equal(d) {
+				return Record{}, errors.New("keystore: store returned a record for another digest")
+			}
+			return rec, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return Record{}, fmt.Errorf("keystore: look up key: %w", err)
+		}
+	}
+	return Record{}, ErrUnknownKey
+}
+
+// Authenticate implements [auth.Authenticator]: it verifies an API key and
+// returns its principal, with Method [auth.MethodAPIKey]. Failures are
+// [*auth.Error] values: a malformed key is [auth.ErrInvalidCredential] with a
+// message saying what a key looks like; unknown, revoked, expired and
+// disabled keys are [auth.ErrInvalidCredential] with no message (so their
+// responses are identical) and the keystore sentinel as the cause; a store
+// failure is [auth.ErrUnavailable].
+//
+// The Manager does not implement [auth.Matcher]: under [auth.Dispatch] it is
+// the catch-all that explains what an API key looks like.
+func (m *Manager) Authenticate(ctx context.Context, credential string) (auth.Principal, error) {
+	rec, err := m.Verify(ctx, credential)
+	if err != nil {
+		return auth.Principal{}, m.authError(err)
+	}
+	return auth.Principal{
+		Method:    auth.MethodAPIKey,
+		KeyID:     rec.ID,
+		Project:   rec.Project,
+		Scopes:    rec.Scopes,
+		ExpiresAt: rec.ExpiresAt,
+		Hint:      rec.Hint,
+	}, nil
+}
+
+func (m *Manager) authError(err error) error {
+	for _, r := range m.rejections {
+		if errors.Is(err, r.cause) {
+			return r.err
+		}
+	}
+	return &auth.Error{Kind: auth.ErrUnavailable, Err: err}
+}
+
+var _ auth.Authenticator = (*Manager)(nil)
+
+// Get returns the record of key id, or an error matching [ErrNotFound].
+func (m *Manager) Get(ctx context.Context, id string) (Record, error) {
+	return m.store.Get(ctx, id)
+}
+
+// List returns the project's keys, oldest first, revoked ones included. The
+// records carry hints, never keys or digests.
+func (m *Manager) List(ctx context.Context, project string) ([]Record, error) {
+	return m.store.List(ctx, project)
+}
+
+// Revoke revokes key id now and returns its record. It is idempotent: a
+// revoked key stays revoked at its first revocation time. It returns an error
+// matching [ErrNotFound] if there is no such key. With a store shared by
+// several instances, the key stops working on every instance at its next
+// lookup.
+func (m *Manager) Revoke(ctx context.Context, id string) (Record, error) {
+	return m.store.Revoke(ctx, id, m.now())
+}
+
+// Rotate revokes key id and issues its replacement in one atomic step ("revoke
+// key & get a new one"). The new key has the old one's project, name, scopes,
+// metadata and disabled flag; if the old key had a lifetime, the new one gets
+// the same lifetime from now.
+//
+// grace is how long the old key keeps working; zero (the usual choice)
+// revokes it at once. It returns an error matching [ErrNotFound] if there is
+// no such key, [ErrAlreadyRevoked] if it is revoked or already rotated, and
+// [ErrInvalidSpec] for a negative grace.
+func (m *Manager) Rotate(ctx context.Context, id string, grace time.Duration) (Key, Record, error) {
+	if grace < 0 {
+		return Key{}, Record{}, fmt.Errorf("%w: negative grace period", ErrInvalidSpec)
+	}
+	old, err := m.store.Get(ctx, id)
+	if err != nil {
+		return Key{}, Record{}, err
+	}
+	if !old.RevokedAt.IsZero() {
+		return Key{}, Record{}, fmt.Errorf("keystore: rotate %s: %w", id, ErrAlreadyRevoked)
+	}
+	now := m.now()
+	key, next, err := m.newRecord(now)
+	if err != nil {
+		return Key{}, Record{}, err
+	}
+	next.Project = old.Project
+	next.Name = old.Name
+	next.Scopes = slices.Clone(old.Scopes)
+	next.Metadata = maps.Clone(old.Metadata)
+	next.Disabled = old.Disabled
+	if !old.ExpiresAt.IsZero() {
+		next.ExpiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
+	}
+	if err := m.store.Replace(ctx, id, now.Add(grace), next); err != nil {
+		return Key{}, Record{}, fmt.Errorf("keystore: rotate %s: %w", id, err)
+	}
+	return key, next, nil
+}
+
+// SetDisabled suspends (true) or resumes (false) key id and returns its
+// record. A disabled key fails verification like an unknown one. It returns
+// an error matching [ErrNotFound] if there is no such key, and
+// [errors.ErrUnsupported] if the store does not implement [Disabler].
+func (m *Manager) SetDisabled(ctx context.Context, id string, disabled bool) (Record, error) {
+	d, ok := m.store.(Disabler)
+	if !ok {
+		return Record{}, fmt.Errorf("keystore: store %T cannot disable keys: %w", m.store, errors.ErrUnsupported)
+	}
+	return d.SetDisabled(ctx, id, disabled)
+}
+
+// touchShards spreads last-used bookkeeping over several locks.
+const touchShards = 32
+
+type touchShard struct {
+	mu sync.Mutex
+	// last maps a key ID to when this Manager last wrote its last-used
+	// time, in Unix nanoseconds.
+	last map[string]int64
+	// pruneAt is the map size that triggers the next sweep of stale
+	// entries.
+	pruneAt int
+}
+
+// touch records that rec was used at now, writing to the store at most once
+// per key per interval. Two checks keep writes rare: the record's own
+// LastUsedAt (fresh from the store, or from a cache, and shared by every
+// instance), and this Manager's memory of its own recent writes, so that a
+// cached record with a stale LastUsedAt does not cause a write per request.
+func (m *Manager) touch(ctx context.Context, rec *Record, now time.Time) {
+	if m.toucher == nil {
+		return
+	}
+	if !rec.LastUsedAt.IsZero() && now.Sub(rec.LastUsedAt) < m.interval {
+		return
+	}
+	sh := &m.touched[rec.Digest[0]%touchShards]
+	n := now.UnixNano()
+	sh.mu.Lock()
+	if last, ok := sh.last[rec.ID]; ok && n-last < int64(m.interval) && n >= last {
+		sh.mu.Unlock()
+		return
+	}
+	sh.last[rec.ID] = n
+	if len(sh.last) >= sh.pruneAt {
+		for id, t := range sh.last {
+			if n-t >= int64(m.interval) {
+				delete(sh.last, id)
+			}
+		}
+		sh.pruneAt = max(64, 2*len(sh.last))
+	}
+	sh.mu.Unlock()
+	if err := m.toucher.Touch(ctx, rec.ID, now); err != nil {
+		m.logger.LogAttrs(ctx, slog.LevelWarn, "keygate: last-used write failed",
+			slog.String("key_id", rec.ID), slog.String("error", err.Error()))
+		return
+	}
+	rec.LastUsedAt = now
+}
+
+// base62Alphabet is the alphabet of key IDs.
+const base62Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+// readIDChars fills dst with uniformly random base62 characters from r,
+// rejecting bytes of 248 and over so that there is no modulo bias.
+func readIDChars(r io.Reader, dst []byte) error {
+	var buf [64]byte
+	for i := 0; i < len(dst); {
+		n := min(len(buf), 2*(len(dst)-i))
+		if _, err := io.ReadFull(r, buf[:n]); err != nil {
+			return err
+		}
+		for _, b := range buf[:n] {
+			if b < 248 && i < len(dst) {
+				dst[i] = base62Alphabet[b%62]
+				i++
+			}
+		}
+	}
+	return nil
+}
