@@ -39,7 +39,8 @@ var (
 // caller and must never contain a credential; Err is the underlying cause,
 // for Go callers and logs.
 //
-// errors.Is(e, Kind) and errors.Is(e, Err) both hold.
+// errors.Is(e, Kind) and errors.Is(e, Err) both hold, and neither
+// allocates.
 type Error struct {
 	// Kind is the class of the failure: ErrInvalidCredential and so on.
 	Kind error
@@ -73,17 +74,18 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Unwrap returns Kind and Err, so that errors.Is matches both.
-func (e *Error) Unwrap() []error {
-	switch {
-	case e.Kind == nil && e.Err == nil:
+// Is reports whether target is e's Kind, so that errors.Is(e, ErrInvalidCredential)
+// holds for an Error of that kind. It does not allocate.
+func (e *Error) Is(target error) bool {
+	return e != nil && e.Kind != nil && errors.Is(e.Kind, target)
+}
+
+// Unwrap returns the cause, Err, so that errors.Is and errors.As reach it.
+func (e *Error) Unwrap() error {
+	if e == nil {
 		return nil
-	case e.Err == nil:
-		return []error{e.Kind}
-	case e.Kind == nil:
-		return []error{e.Err}
 	}
-	return []error{e.Kind, e.Err}
+	return e.Err
 }
 
 var errUnrecognised = &Error{Kind: ErrInvalidCredential, Message: "The credential is not in a format this service accepts."}
