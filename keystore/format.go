@@ -304,12 +304,20 @@ func (f *Format) Generate() (Key, error) {
 // "keystore: " message.
 var errBadRandom = errors.New("the random source returned too few usable bytes")
 
-// fill sets every byte of dst to a uniformly random base62 character.
+// fill sets every byte of dst to a uniformly random base62 character from
+// the format's source.
 func (f *Format) fill(dst []byte) error {
 	if f.randMu != nil {
 		f.randMu.Lock()
 		defer f.randMu.Unlock()
 	}
+	return fillBase62(f.rand, dst)
+}
+
+// fillBase62 sets every byte of dst (at most maxRandomLength bytes) to a
+// uniformly random base62 character read from r by rejection sampling, and
+// reads no byte past the last one it needs.
+func fillBase62(r io.Reader, dst []byte) error {
 	var rnd [maxRandomLength]byte
 	defer clear(rnd[:])
 	i, read := 0, 0
@@ -318,7 +326,7 @@ func (f *Format) fill(dst []byte) error {
 		if read += need; read > maxRandomReads*len(dst) {
 			return errBadRandom
 		}
-		if _, err := io.ReadFull(f.rand, rnd[:need]); err != nil {
+		if _, err := io.ReadFull(r, rnd[:need]); err != nil {
 			return err
 		}
 		for _, b := range rnd[:need] {

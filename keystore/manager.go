@@ -95,8 +95,8 @@ func WithClock(now func() time.Time) ManagerOption {
 }
 
 // WithIDRandom sets the source of randomness for key IDs. Default:
-// [crypto/rand.Reader]. Keys themselves take their randomness from the
-// [Format].
+// [crypto/rand.Reader]. It must be safe for concurrent use. Keys themselves
+// take their randomness from the [Format].
 func WithIDRandom(r io.Reader) ManagerOption {
 	return func(m *Manager) error {
 		if r == nil {
@@ -271,7 +271,7 @@ func (m *Manager) newRecord(now time.Time) (Key, Record, error) {
 func (m *Manager) newID() (string, error) {
 	var buf [len(idPrefix) + idRandomLength]byte
 	copy(buf[:], idPrefix)
-	if err := readIDChars(m.idRand, buf[len(idPrefix):]); err != nil {
+	if err := fillBase62(m.idRand, buf[len(idPrefix):]); err != nil {
 		return "", fmt.Errorf("keystore: key ID: %w", err)
 	}
 	return string(buf[:]), nil
@@ -512,26 +512,4 @@ func (m *Manager) touch(ctx context.Context, rec *Record, now time.Time) {
 		return
 	}
 	rec.LastUsedAt = now
-}
-
-// base62Alphabet is the alphabet of key IDs.
-const base62Alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// readIDChars fills dst with uniformly random base62 characters from r,
-// rejecting bytes of 248 and over so that there is no modulo bias.
-func readIDChars(r io.Reader, dst []byte) error {
-	var buf [64]byte
-	for i := 0; i < len(dst); {
-		n := min(len(buf), 2*(len(dst)-i))
-		if _, err := io.ReadFull(r, buf[:n]); err != nil {
-			return err
-		}
-		for _, b := range buf[:n] {
-			if b < 248 && i < len(dst) {
-				dst[i] = base62Alphabet[b%62]
-				i++
-			}
-		}
-	}
-	return nil
 }
