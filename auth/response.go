@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -172,23 +173,34 @@ func JSONErrorHandler(realm string) ErrorHandler {
 	if err := checkRealm(realm); err != nil {
 		panic(err)
 	}
-	noCredentials := `Bearer realm="` + realm + `"`
-	invalidToken := `Bearer realm="` + realm + `", error="invalid_token"`
+	// Header values are built once per handler and assigned directly, so
+	// that an error response costs no allocation for its headers; nothing
+	// in net/http modifies a header value slice in place.
+	one := func(v string) []string { return []string{v} }
+	var (
+		contentType   = one("application/json")
+		noStore       = one("no-store")
+		noSniff       = one("nosniff")
+		noCredentials = one(`Bearer realm="` + realm + `"`)
+		invalidToken  = one(`Bearer realm="` + realm + `", error="invalid_token"`)
+		invalidReq    = one(`Bearer error="invalid_request"`)
+		bodies        bodyCache
+	)
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		c := classify(err)
 		e := asError(err)
 		hasE := e != nil
 		h := w.Header()
-		h.Set("Content-Type", "application/json")
-		h.Set("Cache-Control", "no-store")
-		h.Set("X-Content-Type-Options", "nosniff")
+		h["Content-Type"] = contentType
+		h["Cache-Control"] = noStore
+		h["X-Content-Type-Options"] = noSniff
 		switch c.kind {
 		case ErrNoCredentials:
-			h.Set("Www-Authenticate", noCredentials)
+			h["Www-Authenticate"] = noCredentials
 		case ErrInvalidCredential:
-			h.Set("Www-Authenticate", invalidToken)
+			h["Www-Authenticate"] = invalidToken
 		case ErrMalformedRequest:
-			h.Set("Www-Authenticate", `Bearer error="invalid_request"`)
+			h["Www-Authenticate"] = invalidReq
 		case ErrInsufficientScope:
 			var scopes []string
 			if hasE {
@@ -206,18 +218,60 @@ func JSONErrorHandler(realm string) ErrorHandler {
 		if hasE && e.Message != "" {
 			msg = e.Message
 		}
-		body, jerr := json.Marshal(errorBody{errorDetail{Message: msg, Type: c.typ, Code: c.code}})
-		if jerr != nil {
-			// Marshalling three strings cannot fail; keep the status anyway.
-			body = []byte(`{"error":{"type":"api_error","code":"internal_error"}}`)
-		}
 		w.WriteHeader(c.status)
-		_, _ = w.Write(body)
-		_, _ = w.Write(newline)
+		_, _ = w.Write(bodies.get(c, msg))
 	}
 }
 
-var newline = []byte{'\n'}
+// maxCachedBodies bounds a handler's cache of rendered error bodies. The
+// messages of a well-behaved Authenticator are a handful of fixed
+// sentences; one that makes a new message per request gets them rendered
+// each time, not cached.
+const maxCachedBodies = 256
+
+// bodyCache keeps the rendered JSON bodies of error responses, so that
+// rejecting a request does not marshal JSON each time. It is safe for
+// concurrent use; a body it returns is shared and must not be modified.
+type bodyCache struct {
+	mu sync.RWMutex
+	m  map[bodyKey][]byte
+}
+
+type bodyKey struct {
+	class *errorClass
+	msg   string
+}
+
+func (bc *bodyCache) get(c *errorClass, msg string) []byte {
+	k := bodyKey{c, msg}
+	bc.mu.RLock()
+	b, ok := bc.m[k]
+	bc.mu.RUnlock()
+	if ok {
+		return b
+	}
+	b = renderBody(c, msg)
+	bc.mu.Lock()
+	if bc.m == nil {
+		bc.m = make(map[bodyKey][]byte)
+	}
+	if len(bc.m) < maxCachedBodies {
+		bc.m[k] = b
+	}
+	bc.mu.Unlock()
+	return b
+}
+
+// renderBody returns the JSON body of an error response, with a trailing
+// newline.
+func renderBody(c *errorClass, msg string) []byte {
+	body, err := json.Marshal(errorBody{errorDetail{Message: msg, Type: c.typ, Code: c.code}})
+	if err != nil {
+		// Marshalling three strings cannot fail; keep the status anyway.
+		body = []byte(`{"error":{"type":"api_error","code":"internal_error"}}`)
+	}
+	return append(body, '\n')
+}
 
 type errorBody struct {
 	Error errorDetail `json:"error"`

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -214,5 +215,31 @@ func TestClassifyAllocs(t *testing.T) {
 	err := fmt.Errorf("wrapped: %w", &Error{Kind: ErrInvalidCredential, Err: errors.New("x")})
 	if n := testing.AllocsPerRun(100, func() { classify(err); asError(err) }); n != 0 {
 		t.Errorf("classify and asError allocate %v times, want 0", n)
+	}
+}
+
+// TestErrorBodyCacheBounded checks that an Authenticator that makes a new
+// message for every request gets correct bodies without growing the
+// handler's cache of rendered bodies without bound.
+func TestErrorBodyCacheBounded(t *testing.T) {
+	t.Parallel()
+	var bc bodyCache
+	c := classify(ErrInvalidCredential)
+	for i := range 3 * maxCachedBodies {
+		msg := fmt.Sprintf("message %d", i)
+		var got errorBody
+		if err := json.Unmarshal(bc.get(c, msg), &got); err != nil {
+			t.Fatal(err)
+		}
+		if got.Error.Message != msg || got.Error.Code != "invalid_token" {
+			t.Fatalf("body for %q = %+v", msg, got)
+		}
+	}
+	if n := len(bc.m); n != maxCachedBodies {
+		t.Fatalf("cache holds %d bodies, want the bound %d", n, maxCachedBodies)
+	}
+	// A cached body is returned again, not re-rendered.
+	if a, b := bc.get(c, "message 0"), bc.get(c, "message 0"); &a[0] != &b[0] {
+		t.Fatal("a cached body was rendered again")
 	}
 }
