@@ -124,7 +124,7 @@ func parseBearer(v string, max int) (string, error) {
 	if len(v) > max+len(scheme)+1 {
 		return "", errTooLong
 	}
-	if len(v) < len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) {
+	if len(v) < len(scheme) || !isBearerScheme(v[:len(scheme)]) {
 		return "", nil // another scheme, or no scheme at all
 	}
 	if len(v) == len(scheme) {
@@ -182,16 +182,34 @@ func b64TokenError(c byte) error {
 	return errBearerCharset
 }
 
-func isB64TokenChar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+func isB64TokenChar(c byte) bool { return b64TokenChars[c] }
+
+// b64TokenChars marks the bytes of an RFC 6750 b64token other than its
+// trailing "=" padding: ALPHA, DIGIT, "-", ".", "_", "~", "+" and "/".
+var b64TokenChars = func() (t [256]bool) {
+	for c := range 256 {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			t[c] = true
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+			t[c] = true
+		}
 	}
-	switch c {
-	case '-', '.', '_', '~', '+', '/':
-		return true
+	return t
+}()
+
+// isBearerScheme reports whether s, six bytes long, is "Bearer" in any
+// case (the scheme is case-insensitive, RFC 9110 §11.1). It is
+// strings.EqualFold for ASCII, without the Unicode case folding, which
+// must not apply here ("BEARER" with a Kelvin sign is not the scheme).
+func isBearerScheme(s string) bool {
+	const scheme = "bearer"
+	for i := range len(scheme) {
+		if s[i]|0x20 != scheme[i] {
+			return false
+		}
 	}
-	return false
+	return true
 }
 
 // headerValue returns the first value of the header canon and how many

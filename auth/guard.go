@@ -26,6 +26,7 @@ type Guard struct {
 	extractors []extractor
 	max        int
 	handler    ErrorHandler
+	json       *jsonErrors  // the default handler's renderer; nil with WithErrorHandler
 	logger     *slog.Logger // nil: slog.Default() when logging
 }
 
@@ -168,14 +169,15 @@ func New(a Authenticator, opts ...Option) (*Guard, error) {
 	if c.err != nil {
 		return nil, c.err
 	}
-	if c.handler == nil {
-		c.handler = JSONErrorHandler(c.realm)
-	}
 	g := &Guard{
 		authn:   a,
 		max:     c.max,
 		handler: c.handler,
 		logger:  c.logger,
+	}
+	if g.handler == nil {
+		g.json = newJSONErrors(c.realm)
+		g.handler = g.json.handle
 	}
 	for _, e := range c.extractors {
 		ce, _ := e.(cappedExtractor)
@@ -463,8 +465,13 @@ func (g *Guard) fail(w http.ResponseWriter, r *http.Request, err error, cred str
 	if cred != "" {
 		err = redactMessage(err, cred)
 	}
-	if c := classify(err); c.status >= 500 {
+	c := classify(err)
+	if c.status >= 500 {
 		g.log(r, err, c, cred)
+	}
+	if g.json != nil {
+		g.json.write(w, err, c) // the default handler, without classifying again
+		return
 	}
 	h := g.handler
 	if h == nil {

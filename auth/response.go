@@ -64,28 +64,35 @@ func classify(err error) *errorClass {
 
 // rank returns the index in errorClasses of the first sentinel that err
 // matches under the rules of [errors.Is], or best if it is lower. It walks
-// err's tree once, and looks inside an [*Error] directly: errors.Is would
-// call its Unwrap method, which allocates, once per sentinel.
+// err's tree once and stops as soon as nothing better can be found. It
+// looks inside an [*Error] directly (its Kind, then its cause) rather than
+// through its Is method, so that each node is compared with the sentinels
+// once.
 func rank(err error, best int) int {
 	for err != nil && best > 0 {
-		for i := range best {
-			k := errorClasses[i].kind
-			if err == k {
-				best = i
-				break
+		if e, ok := err.(*Error); ok {
+			if e == nil {
+				return best
 			}
-			if x, ok := err.(interface{ Is(error) bool }); ok && x.Is(k) {
+			best = rank(e.Kind, best)
+			err = e.Err
+			continue
+		}
+		for i := range best {
+			if err == errorClasses[i].kind {
 				best = i
 				break
 			}
 		}
-		switch x := err.(type) {
-		case *Error:
-			if x == nil {
-				return best
+		if x, ok := err.(interface{ Is(error) bool }); ok {
+			for i := range best {
+				if x.Is(errorClasses[i].kind) {
+					best = i
+					break
+				}
 			}
-			best = rank(x.Kind, best)
-			err = x.Err
+		}
+		switch x := err.(type) {
 		case interface{ Unwrap() error }:
 			err = x.Unwrap()
 		case interface{ Unwrap() []error }:
@@ -173,54 +180,73 @@ func JSONErrorHandler(realm string) ErrorHandler {
 	if err := checkRealm(realm); err != nil {
 		panic(err)
 	}
-	// Header values are built once per handler and assigned directly, so
-	// that an error response costs no allocation for its headers; nothing
-	// in net/http modifies a header value slice in place.
-	one := func(v string) []string { return []string{v} }
-	var (
-		contentType   = one("application/json")
-		noStore       = one("no-store")
-		noSniff       = one("nosniff")
-		noCredentials = one(`Bearer realm="` + realm + `"`)
-		invalidToken  = one(`Bearer realm="` + realm + `", error="invalid_token"`)
-		invalidReq    = one(`Bearer error="invalid_request"`)
-		bodies        bodyCache
-	)
-	return func(w http.ResponseWriter, r *http.Request, err error) {
-		c := classify(err)
-		e := asError(err)
-		hasE := e != nil
-		h := w.Header()
-		h["Content-Type"] = contentType
-		h["Cache-Control"] = noStore
-		h["X-Content-Type-Options"] = noSniff
-		switch c.kind {
-		case ErrNoCredentials:
-			h["Www-Authenticate"] = noCredentials
-		case ErrInvalidCredential:
-			h["Www-Authenticate"] = invalidToken
-		case ErrMalformedRequest:
-			h["Www-Authenticate"] = invalidReq
-		case ErrInsufficientScope:
-			var scopes []string
-			if hasE {
-				scopes = e.Scopes
-			}
-			h.Set("Www-Authenticate", scopeChallenge(scopes))
-		case ErrRateLimited:
-			var d time.Duration
-			if hasE {
-				d = e.RetryAfter
-			}
-			h.Set("Retry-After", retryAfter(d))
-		}
-		msg := c.message
-		if hasE && e.Message != "" {
-			msg = e.Message
-		}
-		w.WriteHeader(c.status)
-		_, _ = w.Write(bodies.get(c, msg))
+	return newJSONErrors(realm).handle
+}
+
+// jsonErrors is the default error renderer. Its header values are built
+// once and assigned directly, so that an error response costs no
+// allocation for its headers; nothing in net/http modifies a header value
+// slice in place.
+type jsonErrors struct {
+	contentType, noStore, noSniff           []string
+	noCredentials, invalidToken, invalidReq []string
+	bodies                                  bodyCache
+}
+
+func newJSONErrors(realm string) *jsonErrors {
+	if realm == "" {
+		realm = defaultRealm
 	}
+	one := func(v string) []string { return []string{v} }
+	return &jsonErrors{
+		contentType:   one("application/json"),
+		noStore:       one("no-store"),
+		noSniff:       one("nosniff"),
+		noCredentials: one(`Bearer realm="` + realm + `"`),
+		invalidToken:  one(`Bearer realm="` + realm + `", error="invalid_token"`),
+		invalidReq:    one(`Bearer error="invalid_request"`),
+	}
+}
+
+// handle is the ErrorHandler.
+func (j *jsonErrors) handle(w http.ResponseWriter, r *http.Request, err error) {
+	j.write(w, err, classify(err))
+}
+
+// write answers err, whose class the caller has found.
+func (j *jsonErrors) write(w http.ResponseWriter, err error, c *errorClass) {
+	e := asError(err)
+	hasE := e != nil
+	h := w.Header()
+	h["Content-Type"] = j.contentType
+	h["Cache-Control"] = j.noStore
+	h["X-Content-Type-Options"] = j.noSniff
+	switch c.kind {
+	case ErrNoCredentials:
+		h["Www-Authenticate"] = j.noCredentials
+	case ErrInvalidCredential:
+		h["Www-Authenticate"] = j.invalidToken
+	case ErrMalformedRequest:
+		h["Www-Authenticate"] = j.invalidReq
+	case ErrInsufficientScope:
+		var scopes []string
+		if hasE {
+			scopes = e.Scopes
+		}
+		h.Set("Www-Authenticate", scopeChallenge(scopes))
+	case ErrRateLimited:
+		var d time.Duration
+		if hasE {
+			d = e.RetryAfter
+		}
+		h.Set("Retry-After", retryAfter(d))
+	}
+	msg := c.message
+	if hasE && e.Message != "" {
+		msg = e.Message
+	}
+	w.WriteHeader(c.status)
+	_, _ = w.Write(j.bodies.get(c, msg))
 }
 
 // maxCachedBodies bounds a handler's cache of rendered error bodies. The
