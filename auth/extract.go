@@ -107,7 +107,7 @@ func (bearerExtractor) Extract(r *http.Request) (string, error) {
 }
 
 func (bearerExtractor) extract(r *http.Request, max int) (string, error) {
-	v, n := headerValue(r.Header, "Authorization", "authorization")
+	v, n := headerValue(r.Header, "Authorization")
 	switch {
 	case n == 0:
 		return "", nil
@@ -212,26 +212,17 @@ func isBearerScheme(s string) bool {
 	return true
 }
 
-// headerValue returns the first value of the header canon and how many
-// values it has. It also counts values stored under lower, the lower-case
-// form of the name: net/http canonicalises the names it reads off the wire,
-// but a request built by hand (a test, an adapter from another framework)
-// may set the map key directly. It does not allocate.
-func headerValue(h http.Header, canon, lower string) (string, int) {
+// headerValue returns the first value of the header canon, a canonical
+// header name, and how many values it has. Like [http.Header.Values], it
+// reads only the canonical key: net/http canonicalises the names it reads
+// off the wire, and a name set by hand in another form is not a header
+// net/http would send or see. It does not allocate.
+func headerValue(h http.Header, canon string) (string, int) {
 	vs := h[canon]
-	n := len(vs)
-	var lv []string
-	if lower != canon {
-		lv = h[lower]
-		n += len(lv)
+	if len(vs) == 0 {
+		return "", 0
 	}
-	switch {
-	case len(vs) > 0:
-		return vs[0], n
-	case len(lv) > 0:
-		return lv[0], n
-	}
-	return "", 0
+	return vs[0], len(vs)
 }
 
 // HeaderExtractor returns an [Extractor] that reads the credential from the
@@ -251,7 +242,6 @@ func HeaderExtractor(name string) Extractor {
 	canon := textproto.CanonicalMIMEHeaderKey(name)
 	return &headerExtractor{
 		canon: canon,
-		lower: strings.ToLower(canon),
 		errTwice: &Error{
 			Kind:    ErrMalformedRequest,
 			Message: "Send only one " + name + " header.",
@@ -272,7 +262,7 @@ func HeaderExtractor(name string) Extractor {
 }
 
 type headerExtractor struct {
-	canon, lower                              string
+	canon                                     string
 	errTwice, errEmpty, errBearer, errCharset *Error
 }
 
@@ -281,7 +271,7 @@ func (e *headerExtractor) Extract(r *http.Request) (string, error) {
 }
 
 func (e *headerExtractor) extract(r *http.Request, max int) (string, error) {
-	v, n := headerValue(r.Header, e.canon, e.lower)
+	v, n := headerValue(r.Header, e.canon)
 	switch {
 	case n == 0:
 		return "", nil
