@@ -289,7 +289,7 @@ func (g *Guard) call(ctx context.Context, cred string) (p Principal, err error) 
 // every request through.
 func isZero(p *Principal) bool {
 	return p.Method == "" && p.KeyID == "" && p.Subject == "" && p.Project == "" &&
-		len(p.Scopes) == 0 && p.ExpiresAt.IsZero() && p.TokenID == "" && p.Hint == ""
+		len(p.Scopes) == 0 && p.ExpiresAt.IsZero() && p.TokenID == "" && p.Session == "" && p.Hint == ""
 }
 
 // panicError records a panic of an Authenticator. Its text names only the

@@ -43,6 +43,10 @@ type Principal struct {
 	ExpiresAt time.Time
 	// TokenID is the access token's unique ID (its jti); empty for API keys.
 	TokenID string
+	// Session identifies the refresh-token family an access token was
+	// issued in, so that revoking the token can end the whole session;
+	// empty for API keys and for tokens of other issuers.
+	Session string
 	// Hint is a masked form of the credential that is safe to log, such
 	// as halfred_…a1B2. It never holds the credential itself.
 	Hint string

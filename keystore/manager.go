@@ -513,3 +513,32 @@ func (m *Manager) touch(ctx context.Context, rec *Record, now time.Time) {
 	}
 	rec.LastUsedAt = now
 }
+
+// CheckKey reports whether key id is still good: it exists and is not
+// revoked, disabled or expired. It returns nil, or [ErrUnknownKey],
+// [ErrRevoked], [ErrDisabled] or [ErrExpired] (as an [*auth.Error] of kind
+// [auth.ErrInvalidCredential], so that errors.Is matches both), or an
+// [*auth.Error] of kind [auth.ErrUnavailable] wrapping a store failure.
+//
+// Access tokens are checked with it on every request, so that revoking or
+// rotating a key ends every token derived from it at once. It costs one
+// [Store.Get].
+func (m *Manager) CheckKey(ctx context.Context, id string) error {
+	rec, err := m.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return m.authError(ErrUnknownKey)
+	case err != nil:
+		return &auth.Error{Kind: auth.ErrUnavailable, Err: fmt.Errorf("keystore: get key: %w", err)}
+	}
+	now := m.now()
+	switch {
+	case rec.RevokedBy(now):
+		return m.authError(ErrRevoked)
+	case rec.Disabled:
+		return m.authError(ErrDisabled)
+	case rec.ExpiredBy(now):
+		return m.authError(ErrExpired)
+	}
+	return nil
+}

@@ -650,3 +650,60 @@ func TestNewManagerOptions(t *testing.T) {
 		t.Fatalf("the prefix message should name the custom prefix: %v", err)
 	}
 }
+
+func TestManagerCheckKey(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	store := newCountingStore()
+	m := newManager(t, store, c)
+	ctx := context.Background()
+	_, good := issue(t, m, keystore.KeySpec{})
+	_, revoked := issue(t, m, keystore.KeySpec{})
+	m.Revoke(ctx, revoked.ID)
+	_, disabled := issue(t, m, keystore.KeySpec{})
+	m.SetDisabled(ctx, disabled.ID, true)
+	_, expiring := issue(t, m, keystore.KeySpec{ExpiresAt: c.Now().Add(time.Second)})
+	c.Advance(time.Minute)
+
+	tests := []struct {
+		name string
+		id   string
+		want error // nil, or the keystore sentinel
+	}{
+		{"good", good.ID, nil},
+		{"unknown", "key_unknown", keystore.ErrUnknownKey},
+		{"revoked", revoked.ID, keystore.ErrRevoked},
+		{"disabled", disabled.ID, keystore.ErrDisabled},
+		{"expired", expiring.ID, keystore.ErrExpired},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := m.CheckKey(ctx, tt.id)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatalf("CheckKey: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || !errors.Is(err, auth.ErrInvalidCredential) {
+				t.Fatalf("CheckKey error = %v, want %v and auth.ErrInvalidCredential", err, tt.want)
+			}
+		})
+	}
+}
+
+// getFailStore fails every Get.
+type getFailStore struct{ *keystore.MemoryStore }
+
+func (getFailStore) Get(context.Context, string) (keystore.Record, error) {
+	return keystore.Record{}, errors.New("connection reset")
+}
+
+func TestManagerCheckKeyStoreFailure(t *testing.T) {
+	t.Parallel()
+	m := newManager(t, getFailStore{keystore.NewMemoryStore()}, newClock())
+	err := m.CheckKey(context.Background(), "key_x")
+	if !errors.Is(err, auth.ErrUnavailable) || errors.Is(err, auth.ErrInvalidCredential) {
+		t.Fatalf("CheckKey with a failing store: %v, want ErrUnavailable only", err)
+	}
+}
