@@ -51,30 +51,12 @@ var (
 		Kind:    ErrInvalidCredential,
 		Message: "The credential is too long.",
 	}
-	errAuthorizationTwice = &Error{
-		Kind:    ErrMalformedRequest,
-		Message: "Send only one Authorization header.",
-	}
-	errBearerNoToken = &Error{
-		Kind:    ErrMalformedRequest,
-		Message: "The Authorization header names the Bearer scheme but carries no token: send 'Authorization: Bearer <token>'.",
-	}
-	errBearerSeparator = &Error{
-		Kind:    ErrMalformedRequest,
-		Message: "Separate the Bearer scheme from the token with a space: 'Authorization: Bearer <token>'.",
-	}
-	errBearerTwoTokens = &Error{
-		Kind:    ErrMalformedRequest,
-		Message: "The Authorization header must carry exactly one token after 'Bearer ', with no spaces, commas or parameters.",
-	}
-	errBearerPadding = &Error{
-		Kind:    ErrMalformedRequest,
-		Message: "A Bearer token may contain '=' only as padding at its end.",
-	}
-	errBearerCharset = &Error{
-		Kind:    ErrMalformedRequest,
-		Message: "The Bearer token contains a character that is not allowed: use only letters, digits and - . _ ~ + /, with optional = padding at the end, and no quotes.",
-	}
+	errAuthorizationTwice = malformed("Send only one Authorization header.")
+	errBearerNoToken      = malformed("The Authorization header names the Bearer scheme but carries no token: send 'Authorization: Bearer <token>'.")
+	errBearerSeparator    = malformed("Separate the Bearer scheme from the token with a space: 'Authorization: Bearer <token>'.")
+	errBearerTwoTokens    = malformed("The Authorization header must carry exactly one token after 'Bearer ', with no spaces, commas or parameters.")
+	errBearerPadding      = malformed("A Bearer token may contain '=' only as padding at its end.")
+	errBearerCharset      = malformed("The Bearer token contains a character that is not allowed: use only letters, digits and - . _ ~ + /, with optional = padding at the end, and no quotes.")
 )
 
 // BearerExtractor returns an [Extractor] that reads the Authorization
@@ -241,23 +223,11 @@ func headerValue(h http.Header, canon string) (string, int) {
 func HeaderExtractor(name string) Extractor {
 	canon := textproto.CanonicalMIMEHeaderKey(name)
 	return &headerExtractor{
-		canon: canon,
-		errTwice: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "Send only one " + name + " header.",
-		},
-		errEmpty: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "The " + name + " header is empty.",
-		},
-		errBearer: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "The " + name + " header must hold the credential alone, without 'Bearer '.",
-		},
-		errCharset: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "The " + name + " header must hold a single credential: visible ASCII characters without spaces, commas, quotes or backslashes.",
-		},
+		canon:      canon,
+		errTwice:   malformed("Send only one " + name + " header."),
+		errEmpty:   malformed("The " + name + " header is empty."),
+		errBearer:  malformed("The " + name + " header must hold the credential alone, without 'Bearer '."),
+		errCharset: malformed("The " + name + " header must hold a single credential: visible ASCII characters without spaces, commas, quotes or backslashes."),
 	}
 }
 
@@ -327,15 +297,9 @@ func isCredentialToken(s string) bool {
 // The extractor is safe for concurrent use.
 func CookieExtractor(name string) Extractor {
 	return &cookieExtractor{
-		name: name,
-		errTwice: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "Send only one " + name + " cookie.",
-		},
-		errCharset: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "The " + name + " cookie must hold a single credential: visible ASCII characters without spaces, commas, quotes or backslashes.",
-		},
+		name:       name,
+		errTwice:   malformed("Send only one " + name + " cookie."),
+		errCharset: malformed("The " + name + " cookie must hold a single credential: visible ASCII characters without spaces, commas, quotes or backslashes."),
 	}
 }
 
@@ -391,23 +355,11 @@ func (e *cookieExtractor) extract(r *http.Request, max int) (string, error) {
 // The extractor is safe for concurrent use.
 func QueryExtractor(param string) Extractor {
 	return &queryExtractor{
-		param: param,
-		errTwice: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "Send the " + param + " query parameter only once.",
-		},
-		errEmpty: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "The " + param + " query parameter is empty.",
-		},
-		errEncoding: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "The " + param + " query parameter is not properly percent-encoded.",
-		},
-		errCharset: &Error{
-			Kind:    ErrMalformedRequest,
-			Message: "The " + param + " query parameter must hold a single credential: visible ASCII characters without spaces, commas, quotes or backslashes.",
-		},
+		param:       param,
+		errTwice:    malformed("Send the " + param + " query parameter only once."),
+		errEmpty:    malformed("The " + param + " query parameter is empty."),
+		errEncoding: malformed("The " + param + " query parameter is not properly percent-encoded."),
+		errCharset:  malformed("The " + param + " query parameter must hold a single credential: visible ASCII characters without spaces, commas, quotes or backslashes."),
 	}
 }
 
@@ -467,4 +419,10 @@ func (e *queryExtractor) extract(r *http.Request, max int) (string, error) {
 		return "", e.errCharset
 	}
 	return v, nil
+}
+
+// malformed returns a malformed-request error (400) with a message for the
+// caller.
+func malformed(msg string) *Error {
+	return &Error{Kind: ErrMalformedRequest, Message: msg}
 }
