@@ -62,11 +62,16 @@ type Claims struct {
 	Session string `json:"sid,omitempty"`
 }
 
-// Revocations records revoked access tokens by their jti. Entries need
-// only live until the token expires.
+// Revocations records revoked access tokens by their jti (and whole
+// sessions by "sid:" and the session ID). An entry must live past the
+// token's expiry by the largest leeway any verifier allows
+// ([RevocationSlack] covers the 60 s maximum), or the token would verify
+// again inside the leeway.
 type Revocations interface {
-	// Revoke records that token jti is revoked until expiresAt, when the
-	// token would have expired anyway. It is idempotent.
+	// Revoke records that token jti is revoked. expiresAt is when the
+	// token expires; the entry must be kept at least [RevocationSlack]
+	// beyond it, after which the token fails on its expiry alone. It is
+	// idempotent.
 	Revoke(ctx context.Context, jti string, expiresAt time.Time) error
 	// IsRevoked reports whether token jti is revoked. An error means the
 	// back end failed (503), never "not revoked".

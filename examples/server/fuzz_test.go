@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,7 +12,7 @@ import (
 
 func fuzzServer(f *testing.F) *server {
 	f.Helper()
-	s, err := newServer(config{})
+	s, err := newServer(context.Background(), config{})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -65,9 +65,14 @@ type meResponse struct {
 	KeyID   string      `json:"key_id"`
 	Project string      `json:"project"`
 	Scopes  []string    `json:"scopes"`
+	// Subject is the sub claim of an access token: the key ID for the
+	// server's own tokens, the user for an identity provider's. Absent
+	// for API keys.
+	Subject string `json:"subject,omitempty"`
 }
 
-// handleMe serves GET /v1/me: who the credential belongs to.
+// handleMe serves GET /v1/me: who the credential belongs to. An identity
+// provider's token has an empty key_id and project.
 func (s *server) handleMe(w http.ResponseWriter, r *http.Request) {
 	p := mustPrincipal(r)
 	writeJSON(w, http.StatusOK, meResponse{
@@ -75,6 +80,7 @@ func (s *server) handleMe(w http.ResponseWriter, r *http.Request) {
 		KeyID:   p.KeyID,
 		Project: p.Project,
 		Scopes:  nonNil(p.Scopes),
+		Subject: p.Subject,
 	})
 }
 

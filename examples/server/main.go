@@ -12,8 +12,8 @@
 //	API key: halfred_…
 //
 // It then prints "listening on http://ADDR" on standard error. Logs go to
-// standard error and never contain a full key. SIGINT or SIGTERM shuts it
-// down cleanly.
+// standard error and never contain a full key or token. SIGINT or SIGTERM
+// shuts it down cleanly.
 //
 // # Flags
 //
@@ -26,20 +26,30 @@
 //	                   (default KEYGATE_PEPPER); unset or empty means no pepper,
 //	                   otherwise it must be at least 16 bytes
 //	-log-format FMT    text or json (default text)
+//	-trust-jwks URL      also accept the access tokens of an external identity
+//	-trust-issuer ISS    provider whose JWK Set is at URL (http or https), whose
+//	-trust-audience AUD  tokens have iss ISS and name AUD in aud; all three or
+//	                     none (otherwise exit status 2)
 //
 // # Endpoints
 //
-// Every endpoint takes the key as "Authorization: Bearer KEY" (the scheme
-// in any case) or "api-key: KEY"; both with different values is 400, and a
-// key in the query string is ignored.
+// Every endpoint but the refresh and JWKS endpoints takes a credential, an
+// API key or an access token, as "Authorization: Bearer CREDENTIAL" (the
+// scheme in any case) or "api-key: CREDENTIAL"; both with different values
+// is 400, and a credential in the query string is ignored. Access tokens
+// are told from API keys by their shape (a JWT).
 //
 //	GET    /v1/models              models:read   the models: standard, fast, deep
 //	POST   /v1/chat/completions    chat:write    a chat.completion echoing the last user message
-//	GET    /v1/me                  any key       {"method","key_id","project","scopes"}
+//	GET    /v1/me                  any           {"method","key_id","project","scopes"} (+ "subject" for tokens)
 //	POST   /v1/keys                keys:manage   201, a new key in the caller's project
 //	GET    /v1/keys                keys:manage   the project's keys, without plaintext
 //	POST   /v1/keys/{id}/rotate    keys:manage   201, the key revoked and a new one returned
 //	DELETE /v1/keys/{id}           keys:manage   204, the key revoked at once
+//	POST   /v1/auth/token          tokens:issue  an API key exchanged for a token pair
+//	POST   /v1/auth/refresh        (none)        a refresh token exchanged for a new pair
+//	POST   /v1/auth/revoke         access token  204, the token and its session revoked
+//	GET    /.well-known/jwks.json  (none)        the public keys of the access tokens
 //
 // With the key the server printed in $KEY:
 //
@@ -52,6 +62,12 @@
 //	curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/keys
 //	curl -H "Authorization: Bearer $KEY" -X POST http://127.0.0.1:8080/v1/keys/key_…/rotate
 //	curl -H "Authorization: Bearer $KEY" -X DELETE http://127.0.0.1:8080/v1/keys/key_…
+//	curl -H "Authorization: Bearer $KEY" -X POST http://127.0.0.1:8080/v1/auth/token \
+//	    -d '{"scopes":["models:read"]}'
+//	curl -H "Authorization: Bearer $ACCESS_TOKEN" http://127.0.0.1:8080/v1/models
+//	curl http://127.0.0.1:8080/v1/auth/refresh -d '{"refresh_token":"'$REFRESH_TOKEN'"}'
+//	curl -H "Authorization: Bearer $ACCESS_TOKEN" -X POST http://127.0.0.1:8080/v1/auth/revoke
+//	curl http://127.0.0.1:8080/.well-known/jwks.json
 //
 // # Requests and errors
 //
@@ -81,6 +97,58 @@
 // Rotating a revoked key is 409 (code key_revoked); rotating a key with
 // scopes the caller lacks is 403. Deleting is idempotent: deleting a revoked
 // key is 204 again.
+//
+// # Access tokens
+//
+// POST /v1/auth/token exchanges the API key it is called with (it needs
+// tokens:issue; an access token is 403) for a pair:
+//
+//	{"access_token":"eyJ…","token_type":"Bearer","expires_in":900,"refresh_token":"halfredrt_…","scope":"…"}
+//
+// The access token is a JWT (RFC 9068, typ at+jwt, iss and aud "halfred")
+// signed with EdDSA, good for 15 minutes, with the key's scopes or, given
+// a body {"scopes":[…]}, a subset of them (a scope the key lacks is 403
+// insufficient_scope). The refresh token is opaque, single use and good for
+// the session: 30 days from the exchange, never past the key's expiry.
+// POST /v1/auth/refresh with {"refresh_token":"…"} and no credential header
+// spends it and returns a new pair; presenting a spent refresh token is 401
+// (code invalid_grant) and revokes the whole session, access tokens
+// included (RFC 9700 reuse detection); an access token there is 400
+// (invalid_grant). POST /v1/auth/revoke, called with an access token,
+// revokes it and its session at once (204). Revoking, rotating or expiring
+// the API key a token was exchanged from ends its tokens and refresh
+// tokens at once. An expired, revoked, forged or malformed token is 401
+// (invalid_token), the same response byte for byte whatever the reason.
+// Every token response carries Cache-Control: no-store and Pragma:
+// no-cache.
+//
+// The signing key is an Ed25519 key made at each start, published at GET
+// /.well-known/jwks.json (Cache-Control: public, max-age=300). Tokens, like
+// refresh tokens, revocations and, for now, keys, do not survive a
+// restart: clients exchange their API key again.
+//
+// # External identity provider
+//
+// With -trust-jwks, -trust-issuer and -trust-audience the server also
+// accepts the access tokens of an identity provider, on every endpoint that
+// takes an access token: /v1/me reports them with method access_token,
+// their sub claim as subject, no key_id and no project, and their scope
+// claim (space-separated) as scopes. A token whose iss is the provider's
+// goes to a verifier that knows only the provider's keys; every other token
+// to the server's own, which knows only its own key: neither issuer's keys
+// ever verify the other's tokens. The verification is the same hardened
+// one: RS256, ES256 or EdDSA only, each key with the algorithm its JWK
+// names; exp required; iss and aud exact (an aud array must contain AUD);
+// nbf and iat honoured with 30 s of leeway; typ not checked (many
+// providers set none); crit headers refused; jku, x5u, jwk and x5c never
+// followed; duplicate claim names refused. The JWK Set is fetched at start
+// (the server exits with status 1 if that fails), every minute after, and
+// again on a token with an unknown kid, at most once every 5 s: a new key
+// is trusted within seconds, a removed one stops being trusted within a
+// minute, and a flood of random kids costs the provider almost nothing. A
+// provider's token cannot manage keys (403: it belongs to no project),
+// cannot be exchanged (403) and cannot be revoked here (403: revoke it at
+// the provider).
 package main
 
 import (
@@ -92,6 +160,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"sync"
@@ -140,6 +209,7 @@ type flags struct {
 	pepperEnv string
 	logFormat string
 	pepper    []byte
+	trust     *trustConfig // nil without -trust-*
 }
 
 const usageText = `Usage: go run ./examples/server [flags]
@@ -152,17 +222,26 @@ prints it once, on standard output, as "API key: halfred_…". It then prints
 "listening on http://ADDR" on standard error. Logs go to standard error and
 never contain a full key. SIGINT or SIGTERM shuts the server down cleanly.
 
-Send the key as "Authorization: Bearer KEY" or "api-key: KEY":
+Send the key, or an access token, as "Authorization: Bearer KEY" or
+"api-key: KEY":
 
   GET    /v1/models              (models:read)
   POST   /v1/chat/completions    (chat:write)
-  GET    /v1/me                  (any valid key)
+  GET    /v1/me                  (any valid key or token)
   POST   /v1/keys                (keys:manage) body {"name","scopes","expires_in"}
   GET    /v1/keys                (keys:manage)
   POST   /v1/keys/{id}/rotate    (keys:manage)
   DELETE /v1/keys/{id}           (keys:manage)
+  POST   /v1/auth/token          (tokens:issue, API key only) optional body {"scopes":[…]}
+  POST   /v1/auth/refresh        (no credential header) body {"refresh_token":"…"}
+  POST   /v1/auth/revoke         (the access token to revoke)
+  GET    /.well-known/jwks.json  (none) the public keys of the access tokens
 
   curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/models
+
+Access tokens last 15 minutes and are signed with an Ed25519 key made at
+each start: like keys (in memory until the SQLite store lands), refresh
+tokens and revocations, they do not survive a restart.
 
 Flags:
 `
@@ -184,6 +263,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	fs.StringVar(&postgres, "postgres", "", "PostgreSQL `DSN`, instead of -db; not supported yet: giving it is an error")
 	fs.StringVar(&f.pepperEnv, "pepper-env", "KEYGATE_PEPPER", "name of the environment `variable` holding the pepper mixed into every key's hash;\nunset or empty means no pepper (plain SHA-256), otherwise it must be at least 16 bytes.\nThe pepper is never printed or logged")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format` on standard error: text or json")
+	var trust trustConfig
+	fs.StringVar(&trust.jwksURL, "trust-jwks", "", "also accept the access tokens of an identity provider whose JWK Set is at `URL` (http or https;\nfetched at start, refreshed every minute); needs -trust-issuer and -trust-audience")
+	fs.StringVar(&trust.issuer, "trust-issuer", "", "the identity provider's `issuer`: its tokens' iss claim, matched exactly")
+	fs.StringVar(&trust.audience, "trust-audience", "", "the `audience` the identity provider's tokens must be meant for (their aud claim)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return flags{}, err
@@ -205,6 +288,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	case f.pepperEnv == "":
 		return flags{}, usageError{err: errors.New("-pepper-env must name an environment variable")}
 	}
+	switch n := countSet(trust.jwksURL, trust.issuer, trust.audience); {
+	case n == 3:
+		if u, err := url.Parse(trust.jwksURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return flags{}, usageError{err: errors.New("-trust-jwks must be an absolute http or https URL")}
+		}
+		if trust.issuer == tokenIssuer {
+			return flags{}, usageError{err: fmt.Errorf("-trust-issuer %q is the server's own issuer; an identity provider needs another", trust.issuer)}
+		}
+		f.trust = &trust
+	case n > 0:
+		return flags{}, usageError{err: errors.New("-trust-jwks, -trust-issuer and -trust-audience go together: give all three or none")}
+	}
 	if p := getenv(f.pepperEnv); p != "" {
 		if len(p) < 16 {
 			return flags{}, usageError{err: fmt.Errorf("the pepper in $%s is %d bytes long; it must be at least 16 bytes", f.pepperEnv, len(p))}
@@ -212,6 +307,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		f.pepper = []byte(p)
 	}
 	return f, nil
+}
+
+// countSet returns how many of values are not empty.
+func countSet(values ...string) int {
+	n := 0
+	for _, v := range values {
+		if v != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // run runs the server until ctx is done, then shuts it down. It prints the
@@ -237,14 +343,19 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	logger := slog.New(handler)
 
-	s, err := newServer(config{prefix: f.prefix, pepper: f.pepper, logger: logger})
+	s, err := newServer(ctx, config{prefix: f.prefix, pepper: f.pepper, logger: logger, trust: f.trust})
 	if err != nil {
+		if errors.As(err, new(startError)) {
+			return err
+		}
 		return usageError{err: err}
 	}
+	defer s.close()
 	if f.dbSet {
 		logger.Warn("-db is not used yet: keys are kept in memory until the SQLite store lands", "db", f.db)
 	}
 	logger.Info("keys are kept in memory and are lost on exit")
+	logger.Info("access tokens are signed with a key made at start: they, refresh tokens and revocations are lost on exit too")
 	if f.pepper == nil {
 		logger.Info("no pepper set: keys are hashed with plain SHA-256", "pepper_env", f.pepperEnv)
 	}

@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keygate/keygate/keystore"
 )
@@ -158,11 +162,11 @@ func TestRun(t *testing.T) {
 func TestRunPepperMatters(t *testing.T) {
 	t.Parallel()
 	store := keystore.NewMemoryStore()
-	a, err := newServer(config{store: store, pepper: []byte("pepper-number-one")})
+	a, err := newServer(context.Background(), config{store: store, pepper: []byte("pepper-number-one")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newServer(config{store: store, pepper: []byte("pepper-number-two")})
+	b, err := newServer(context.Background(), config{store: store, pepper: []byte("pepper-number-two")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,6 +211,12 @@ func TestRunErrors(t *testing.T) {
 		{name: "bad log format", args: []string{"-log-format", "xml"}, usage: true, stderr: "-log-format"},
 		{name: "empty pepper-env", args: []string{"-pepper-env", ""}, usage: true, stderr: "-pepper-env"},
 		{name: "address in use", args: []string{"-addr", busy.Addr().String()}, stderr: "address already in use"},
+		{name: "trust-jwks alone", args: []string{"-trust-jwks", "https://idp.example.com/jwks.json"}, usage: true, stderr: "give all three or none"},
+		{name: "trust without jwks", args: []string{"-trust-issuer", "https://idp.example.com/", "-trust-audience", "halfred"}, usage: true, stderr: "give all three or none"},
+		{name: "trust-jwks not http", args: trustArgs("ftp://idp.example.com/jwks.json", "https://idp.example.com/"), usage: true, stderr: "http or https"},
+		{name: "trust-jwks relative", args: trustArgs("/jwks.json", "https://idp.example.com/"), usage: true, stderr: "http or https"},
+		{name: "trust-issuer is ours", args: trustArgs("https://idp.example.com/jwks.json", "halfred"), usage: true, stderr: "own issuer"},
+		{name: "trust-jwks unreachable", args: trustArgs(unreachableURL(t), "https://idp.example.com/"), stderr: "-trust-jwks"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,6 +248,55 @@ func TestRunErrors(t *testing.T) {
 				t.Errorf("output holds the pepper")
 			}
 		})
+	}
+}
+
+// trustArgs are the three -trust-* flags, with port 0 to listen on.
+func trustArgs(jwks, issuer string) []string {
+	return []string{"-addr", "127.0.0.1:0", "-trust-jwks", jwks, "-trust-issuer", issuer, "-trust-audience", idpAudience}
+}
+
+// unreachableURL is the URL of a server that is gone.
+func unreachableURL(t *testing.T) string {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	return srv.URL + "/jwks.json"
+}
+
+// TestRunTrust starts the server with the -trust-* flags against an
+// httptest identity provider and uses one of its tokens.
+func TestRunTrust(t *testing.T) {
+	t.Parallel()
+	p := newIdentityProvider(t)
+	s := startRun(t, nil, trustArgs(p.srv.URL, idpIssuer)...)
+	tok := signJWT(t, jwt.SigningMethodEdDSA, p.ed.KID, p.ed.Key, idpClaims(time.Now()), nil)
+	r, err := http.NewRequest("GET", "http://"+s.addr+"/v1/me", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "Bearer "+tok)
+	res, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var me map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&me); err != nil || res.StatusCode != 200 {
+		t.Fatalf("GET /v1/me = %d, %v", res.StatusCode, err)
+	}
+	if me["method"] != "access_token" || me["subject"] != "user-42" {
+		t.Errorf("me = %v", me)
+	}
+	if p.fetches.Load() < 1 {
+		t.Errorf("the JWK Set was not fetched")
+	}
+	head, payload, sig := splitJWT(t, tok)
+	changed := head + "." + b64url(strings.Replace(decodeB64(t, payload), "user-42", "user-43", 1)) + "." + sig
+	if got := get(t, s.addr, "/v1/me", changed); got != http.StatusUnauthorized {
+		t.Errorf("a changed token = %d", got)
+	}
+	if stderr := s.stderr.String(); !strings.Contains(stderr, "identity provider") || secretPattern.MatchString(stderr) {
+		t.Errorf("stderr:\n%s", stderr)
 	}
 }
 
@@ -372,7 +431,8 @@ func TestBinary(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exit = %v", err)
 		}
-		for _, want := range []string{"-addr", "-prefix", "-db", "-postgres", "-pepper-env", "not used yet", "/v1/chat/completions"} {
+		for _, want := range []string{"-addr", "-prefix", "-db", "-postgres", "-pepper-env", "not used yet", "/v1/chat/completions",
+			"-trust-jwks", "-trust-issuer", "-trust-audience", "/v1/auth/token", "/v1/auth/refresh", "/v1/auth/revoke", "/.well-known/jwks.json"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("help lacks %q:\n%s", want, out)
 			}

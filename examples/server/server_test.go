@@ -141,20 +141,32 @@ var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
+	return newEnvWith(t, nil)
+}
+
+// newEnvWith is newEnv with the config changed by configure, if not nil,
+// before the server is built.
+func newEnvWith(t *testing.T, configure func(*config)) *env {
+	t.Helper()
 	e := &env{
 		t:     t,
 		clock: &fakeClock{t: epoch.Add(-time.Hour)},
 		store: &flakyStore{MemoryStore: keystore.NewMemoryStore()},
 		logs:  &syncBuffer{},
 	}
-	s, err := newServer(config{
+	cfg := config{
 		store:  e.store,
 		now:    e.clock.Now,
 		logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	s, err := newServer(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
+	t.Cleanup(s.close)
 	e.srv = s
 	key, issued, err := s.bootstrap(context.Background())
 	if err != nil || !issued {
@@ -170,9 +182,12 @@ func newEnv(t *testing.T) *env {
 	ts := httptest.NewServer(s.routes())
 	t.Cleanup(func() {
 		ts.Close()
-		// Whatever the test did, no full key reached the logs.
+		// Whatever the test did, no full key or token reached the logs.
 		if m := s.format.Pattern().FindString(e.logs.String()); m != "" {
 			t.Errorf("logs contain a full key %s:\n%s", s.format.Hint(m), e.logs.String())
+		}
+		if m := secretPattern.FindString(e.logs.String()); m != "" {
+			t.Errorf("logs contain a token …%s:\n%s", m[len(m)-4:], e.logs.String())
 		}
 	})
 	e.url = ts.URL
@@ -336,7 +351,8 @@ func wantError(t *testing.T, res response, status int, typ, code, challenge stri
 const chatBody = `{"model":"standard","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Hello, Halfred"}]}`
 
 // TestEndpoints runs every endpoint of the contract's table (token rows
-// aside) with the bootstrap key and checks the success response.
+// are in tokens_test.go) with the bootstrap key and checks the success
+// response.
 func TestEndpoints(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -517,6 +533,8 @@ var protectedRoutes = []struct {
 	{"GET", "/v1/keys", scopeKeysManage, ""},
 	{"POST", "/v1/keys/key_0000000000000000/rotate", scopeKeysManage, ""},
 	{"DELETE", "/v1/keys/key_0000000000000000", scopeKeysManage, ""},
+	{"POST", "/v1/auth/token", scopeTokensIssue, ""},
+	{"POST", "/v1/auth/revoke", "", ""},
 }
 
 // TestAuthErrors runs every row of the contract's error table that this
@@ -1107,7 +1125,7 @@ func BenchmarkChat(b *testing.B) {
 
 func benchServer(b *testing.B) (*server, string) {
 	b.Helper()
-	s, err := newServer(config{})
+	s, err := newServer(context.Background(), config{})
 	if err != nil {
 		b.Fatal(err)
 	}
