@@ -19,7 +19,10 @@ import (
 // is cached is the outcome of the checks that depend only on the token's
 // bytes and the passing of time; the checks that depend on state that
 // may change at any moment (the revocation of the jti and the sid, the
-// API key behind the token) run on every hit.
+// API key behind the token) run on every hit, and so does a lookup of the
+// token's kid: if the key source no longer returns the very key that
+// verified the signature (a key removed from a remote JWK Set, say), the
+// hit becomes a miss and the token is verified in full.
 //
 // Properties:
 //   - Keyed by the digest of the exact bytes: a token that differs in any
@@ -50,8 +53,10 @@ type entry struct {
 	exp, nbf, iat jwt.NumericDate
 	aud           [2]string
 	principal     auth.Principal
-	expires       int64  // exp in Unix nanoseconds: never served from then on
-	sidKey        string // "sid:" + sid, or ""
+	expires       int64           // exp in Unix nanoseconds: never served from then on
+	sidKey        string          // "sid:" + sid, or ""
+	kid           string          // the kid header
+	key           VerificationKey // the key that verified the signature
 }
 
 // claimsCopy is a Claims with its own storage, as [Verifier.Verify]

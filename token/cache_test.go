@@ -419,3 +419,72 @@ func TestCacheDisabled(t *testing.T) {
 		t.Fatalf("%d signature checks with the cache off, want 3", s.sigs.Load())
 	}
 }
+
+// fxiSwitchKeys is a KeySource whose keys can change, like a remote JWK
+// Set after a refresh.
+type fxiSwitchKeys struct {
+	mu   sync.Mutex
+	keys map[string]VerificationKey
+}
+
+func (s *fxiSwitchKeys) VerificationKey(_ context.Context, kid string) (VerificationKey, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k, ok := s.keys[kid]; ok {
+		return k, nil
+	}
+	return VerificationKey{}, ErrUnknownKID
+}
+
+func (s *fxiSwitchKeys) set(kid string, k *VerificationKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if k == nil {
+		delete(s.keys, kid)
+		return
+	}
+	s.keys[kid] = *k
+}
+
+// TestCacheHonoursKeyChanges: a cached token stops being served when its
+// key is removed from, or replaced in, the key source.
+func TestCacheHonoursKeyChanges(t *testing.T) {
+	t.Parallel()
+	s := newFxiSetup(t, 100)
+	signer := s.iss.signer
+	pub := signer.Public()
+	src := &fxiSwitchKeys{keys: map[string]VerificationKey{pub.KID: pub}}
+	s.v.keys = src
+	ctx := context.Background()
+	tok := s.issue(t, "key_1", "")
+	for range 3 {
+		if _, err := s.v.Authenticate(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.sigs.Load() != 1 {
+		t.Fatalf("%d signature checks, want 1", s.sigs.Load())
+	}
+	// A copy of the same key (a refreshed JWK Set) keeps the hit.
+	again := VerificationKey{KID: pub.KID, Alg: pub.Alg, Key: append([]byte(nil), pub.Key.([]byte)...)}
+	src.set(pub.KID, &again)
+	if _, err := s.v.Authenticate(ctx, tok); err != nil || s.sigs.Load() != 1 {
+		t.Fatalf("same key, new copy: %v, %d signature checks", err, s.sigs.Load())
+	}
+	// Another key under the same kid: verified again, and refused.
+	other := VerificationKey{KID: pub.KID, Alg: HS256, Key: make([]byte, 32)}
+	src.set(pub.KID, &other)
+	if _, err := s.v.Authenticate(ctx, tok); !errors.Is(err, ErrSignature) {
+		t.Fatalf("replaced key: %v", err)
+	}
+	// The key removed: refused as an unknown kid.
+	src.set(pub.KID, nil)
+	if _, err := s.v.Authenticate(ctx, tok); !errors.Is(err, ErrUnknownKID) {
+		t.Fatalf("removed key: %v", err)
+	}
+	// And back: accepted again.
+	src.set(pub.KID, &pub)
+	if _, err := s.v.Authenticate(ctx, tok); err != nil {
+		t.Fatalf("restored key: %v", err)
+	}
+}

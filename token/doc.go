@@ -114,8 +114,10 @@
 // the decoding, the key lookup and the signature, and costs about as much
 // as an API-key check; it allocates nothing. What a hit never skips: the
 // revocation of the jti and the sid, and the API-key check, which run on
-// every request, and the expiry: an entry is never served at or after the
-// token's exp. Only verified tokens are inserted, so a flood of forged
+// every request; the expiry: an entry is never served at or after the
+// token's exp; and the key: if the key source no longer returns the key
+// that verified the token (removed from a remote JWK Set, say), the token
+// is verified again, and fails. Only verified tokens are inserted, so a flood of forged
 // tokens cannot grow the cache or evict anything; the cache is bounded,
 // and its eviction (CLOCK, second chance) keeps tokens that are in use
 // while a flood of distinct valid tokens passes through.

@@ -178,17 +178,6 @@ func (p *jsonParser) memberName(mark int) (string, parseErr) {
 	return name, parseOK
 }
 
-// variantOf reports whether the last member name read folds to one of the
-// folded names in known. The caller has already matched the exact names.
-func (p *jsonParser) variantOf(known []string) bool {
-	for _, k := range known {
-		if string(p.fold) == k {
-			return true
-		}
-	}
-	return false
-}
-
 // foldName appends the case-folded form of name to dst, the way
 // encoding/json folds member names when it matches them to struct fields
 // (unicode.ToUpper(unicode.ToLower(r)) for each rune), so that two names

@@ -1,7 +1,11 @@
 package token
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -147,7 +151,8 @@ type Verifier struct {
 
 // WithExpectedIssuer sets the issuers whose tokens are accepted: the iss
 // claim must equal one of them exactly (no case folding, no trailing-slash
-// normalisation). Required, with at least one non-empty issuer.
+// normalisation). Required, with at least one non-empty issuer; calling
+// it again adds issuers.
 func WithExpectedIssuer(iss ...string) VerifierOption {
 	return verifierOption(func(v *Verifier) error {
 		if len(iss) == 0 || slices.Contains(iss, "") {
@@ -161,7 +166,7 @@ func WithExpectedIssuer(iss ...string) VerifierOption {
 // WithExpectedAudience sets the audiences a token must be meant for: its
 // aud claim, a string or an array of strings, must contain one of them
 // exactly. Required, with at least one non-empty audience (usually one:
-// this service's identifier).
+// this service's identifier); calling it again adds audiences.
 func WithExpectedAudience(aud ...string) VerifierOption {
 	return verifierOption(func(v *Verifier) error {
 		if len(aud) == 0 || slices.Contains(aud, "") {
@@ -253,8 +258,8 @@ func WithKeyChecker(k KeyChecker) VerifierOption {
 // WithCache sets how many verified tokens the Verifier remembers, so that
 // a client presenting the same token again skips the signature and claim
 // checks (but never the revocation and API-key checks). Default:
-// [DefaultCacheSize] (10,000); 0 turns the cache off. See [Verifier] for
-// its semantics.
+// [DefaultCacheSize] (10,000); 0 turns the cache off. The package
+// documentation describes what the cache keeps and what it never skips.
 func WithCache(entries int) VerifierOption {
 	return verifierOption(func(v *Verifier) error {
 		if entries < 0 || entries > maxCacheSize {
@@ -368,9 +373,10 @@ type scratch struct {
 //  3. header: a JSON object without duplicate names in any case
 //     ([ErrDuplicateClaim]); alg allowed ([ErrAlgorithm]; "none" never
 //     is); typ as configured ([ErrHeader]); no crit header at all, since
-//     this verifier understands no extension ([ErrHeader]); a string kid
-//     of 1 to [MaxKIDLength] bytes ([ErrUnknownKID]). jku, x5u, jwk and
-//     x5c are ignored: never fetched, never trusted;
+//     this verifier understands no extension ([ErrHeader]); a kid of 1 to
+//     [MaxKIDLength] bytes ([ErrUnknownKID]; [ErrMalformed] if it is not
+//     a string). jku, x5u, jwk and x5c are ignored: never fetched, never
+//     trusted;
 //  4. key: the key named by kid ([ErrUnknownKID]), whose algorithm must be
 //     the alg header ([ErrAlgorithm]);
 //  5. signature, checked by golang-jwt ([ErrSignature]);
@@ -386,13 +392,14 @@ type scratch struct {
 //  8. the API key named by client_id ([ErrKeyRevoked]).
 //
 // A token found in the cache skips steps 2 to 6 (it passed them before,
-// byte for byte, and has not expired since) but never 7 and 8.
+// byte for byte, has not expired since, and its kid still names the key
+// that verified it) but never 7 and 8.
 //
 // Every rejection is an [*auth.Error] of kind [auth.ErrInvalidCredential]
 // whose cause is one of the sentinels above, so errors.Is matches both;
 // it carries no message. A KeySource, Revocations or KeyChecker failure
 // is an [*auth.Error] of kind [auth.ErrUnavailable]. The claims returned
-// are the caller's; their Audience slice may be shared, read only.
+// are the caller's own copy.
 func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 	e, err := v.check(ctx, token)
 	if err != nil {
@@ -456,7 +463,7 @@ func (v *Verifier) check(ctx context.Context, token string) (*entry, error) {
 	if v.cache != nil {
 		n := copy(sc.buf, token)
 		digest = sha256.Sum256(sc.buf[:n])
-		if e := v.cache.get(&digest, now.UnixNano()); e != nil {
+		if e := v.cache.get(&digest, now.UnixNano()); e != nil && v.sameKey(ctx, e) {
 			if err := v.recheck(ctx, e); err != nil {
 				return nil, err
 			}
@@ -567,6 +574,7 @@ func (v *Verifier) verify(ctx context.Context, sc *scratch, token string, now ti
 		e.sidKey = sidRevocationPrefix + e.claims.Session
 	}
 	e.expires = e.claims.ExpiresAt.UnixNano()
+	e.kid, e.key = h.kid, key
 	if err := v.recheck(ctx, e); err != nil {
 		return nil, err
 	}
@@ -617,6 +625,31 @@ func (v *Verifier) audienceOK(aud []string) bool {
 		if slices.Contains(v.audiences, a) {
 			return true
 		}
+	}
+	return false
+}
+
+// sameKey reports whether the key source still returns, for a cached
+// token's kid, the key that verified it. A key removed or replaced since
+// turns a cache hit into a miss. It does not allocate for a [KeySet].
+func (v *Verifier) sameKey(ctx context.Context, e *entry) bool {
+	k, err := v.keys.VerificationKey(ctx, e.kid)
+	if err != nil || k.Alg != e.key.Alg {
+		return false
+	}
+	switch a := k.Key.(type) {
+	case ed25519.PublicKey:
+		b, ok := e.key.Key.(ed25519.PublicKey)
+		return ok && bytes.Equal(a, b)
+	case []byte:
+		b, ok := e.key.Key.([]byte)
+		return ok && bytes.Equal(a, b)
+	case *ecdsa.PublicKey:
+		b, ok := e.key.Key.(*ecdsa.PublicKey)
+		return ok && (a == b || a.Equal(b))
+	case *rsa.PublicKey:
+		b, ok := e.key.Key.(*rsa.PublicKey)
+		return ok && (a == b || a.Equal(b))
 	}
 	return false
 }
