@@ -1249,11 +1249,8 @@ func TestRemoteKeySetWithVerifier(t *testing.T) {
 // TestRemoteKeySetRotationWithVerifier follows an identity provider's key
 // rotation end to end: a new key is trusted after one refetch, a removed
 // key stops being trusted after a background refresh, even for a token
-// verified before.
-//
-// The Verifier's cache is off: a cache hit does not look the key up again,
-// so a token verified before its key was removed stays valid until it
-// expires (reported to the Verifier's owner).
+// verified before and held in the Verifier's cache (a cache hit looks the
+// token's kid up again).
 func TestRemoteKeySetRotationWithVerifier(t *testing.T) {
 	t.Parallel()
 	p := newIdP(t)
@@ -1264,8 +1261,8 @@ func TestRemoteKeySetRotationWithVerifier(t *testing.T) {
 		token.WithExpectedIssuer(idpIssuer),
 		token.WithExpectedAudience(idpAudience),
 		token.WithTokenType(""),
-		token.WithCache(0),
-		token.WithVerifierClock(clock.Now))
+		token.WithExternalTokens(),
+		token.WithVerifierClock(clock.Now)) // with the default cache: a hit re-checks the kid
 	if err != nil {
 		t.Fatal(err)
 	}

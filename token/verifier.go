@@ -38,10 +38,6 @@ const (
 	maxCacheSize = 1 << 24
 )
 
-// sidRevocationPrefix starts the revocation ID of a session: a token with
-// sid s is revoked when "sid:"+s is (the Service's SessionRevocationPrefix).
-const sidRevocationPrefix = "sid:"
-
 // The algorithms, as indexes into Verifier.algs and verifyMethods.
 const (
 	algEdDSA = iota
@@ -136,6 +132,7 @@ type Verifier struct {
 	maxSize     int
 	revocations Revocations
 	keyChecker  KeyChecker
+	external    bool // WithExternalTokens: ignore client_id, project and sid
 	cacheSize   int
 	cache       *tokenCache
 	now         func() time.Time
@@ -311,6 +308,20 @@ func WithTokenType(typ string) VerifierOption {
 	})
 }
 
+// WithExternalTokens declares that the tokens come from another issuer, an
+// external identity provider: their client_id, project and sid claims are
+// not this service's, so the principal's KeyID, Project and Session stay
+// empty, no "sid:" revocation is looked up, and [WithKeyChecker] is
+// refused. Without it (the default), those claims are trusted as this
+// service's own [Issuer] wrote them. Every verification rule applies
+// either way.
+func WithExternalTokens() VerifierOption {
+	return verifierOption(func(v *Verifier) error {
+		v.external = true
+		return nil
+	})
+}
+
 // NewVerifier returns a Verifier that checks tokens against the keys of
 // keys: an [Issuer]'s [KeySet], or a [RemoteKeySet]. The expected issuer
 // and audience are required options ([WithExpectedIssuer],
@@ -341,6 +352,9 @@ func NewVerifier(keys KeySource, opts ...VerifierOption) (*Verifier, error) {
 	}
 	if len(v.issuers) == 0 {
 		return nil, fmt.Errorf("%w: a Verifier needs WithExpectedIssuer", ErrInvalidConfig)
+	}
+	if v.external && v.keyChecker != nil {
+		return nil, fmt.Errorf("%w: WithKeyChecker checks this service's API keys, which an external token does not name (WithExternalTokens)", ErrInvalidConfig)
 	}
 	if len(v.audiences) == 0 {
 		return nil, fmt.Errorf("%w: a Verifier needs WithExpectedAudience", ErrInvalidConfig)
@@ -417,7 +431,8 @@ func (v *Verifier) Verify(ctx context.Context, token string) (*Claims, error) {
 // [KeyChecker] is set (see [WithKeyChecker]), Subject the sub claim,
 // Project, Scopes (the scope claim split at spaces), ExpiresAt (exp),
 // TokenID (jti), Session (sid), and Hint, a masked form of the token
-// ("…" and its last 4 characters).
+// ("…" and its last 4 characters). With [WithExternalTokens], Project and
+// Session are left empty.
 //
 // Every invalid token gives an [*auth.Error] of kind
 // [auth.ErrInvalidCredential] with no message, so that every 401 is the
@@ -560,18 +575,20 @@ func (v *Verifier) verify(ctx context.Context, sc *scratch, token string, now ti
 	e.principal = auth.Principal{
 		Method:    v.method,
 		Subject:   e.claims.Subject,
-		Project:   e.claims.Project,
 		Scopes:    splitScope(e.claims.Scope),
 		ExpiresAt: e.claims.ExpiresAt.Time,
 		TokenID:   e.claims.ID,
-		Session:   e.claims.Session,
 		Hint:      tokenHint(token),
+	}
+	if !v.external {
+		e.principal.Project = e.claims.Project
+		e.principal.Session = e.claims.Session
+		if e.claims.Session != "" {
+			e.sidKey = SessionRevocationPrefix + e.claims.Session
+		}
 	}
 	if v.keyChecker != nil {
 		e.principal.KeyID = e.claims.ClientID
-	}
-	if e.claims.Session != "" {
-		e.sidKey = sidRevocationPrefix + e.claims.Session
 	}
 	e.expires = e.claims.ExpiresAt.UnixNano()
 	e.kid, e.key = h.kid, key

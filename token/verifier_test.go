@@ -383,6 +383,8 @@ func TestVerifierOptions(t *testing.T) {
 		{"typ off", ks, append(req, token.WithTokenType("")), true},
 		{"typ with space", ks, append(req, token.WithTokenType("at jwt")), false},
 		{"nil option", ks, append(req, nil), false},
+		{"external tokens", ks, append(req, token.WithExternalTokens()), true},
+		{"external tokens with a key checker", ks, append(req, token.WithExternalTokens(), token.WithKeyChecker(&fxKeyChecker{})), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -419,6 +421,11 @@ func TestVerifierAuthenticatePrincipal(t *testing.T) {
 			Method: auth.MethodAccessToken, Subject: "key_1", Project: "p1",
 			Scopes: []string{"chat:write", "models:read"}, ExpiresAt: fxNow.Add(10 * time.Minute),
 			TokenID: "jti-1", Session: "s1", Hint: "…" + tok[len(tok)-4:],
+		}},
+		{"external tokens: no project or session", []token.VerifierOption{token.WithExternalTokens()}, auth.Principal{
+			Method: auth.MethodAccessToken, Subject: "key_1",
+			Scopes: []string{"chat:write", "models:read"}, ExpiresAt: fxNow.Add(10 * time.Minute),
+			TokenID: "jti-1", Hint: "…" + tok[len(tok)-4:],
 		}},
 		{"method", []token.VerifierOption{token.WithMethod("external_token")}, auth.Principal{
 			Method: "external_token", Subject: "key_1", Project: "p1",
@@ -884,5 +891,26 @@ func TestZeroValues(t *testing.T) {
 	}
 	if string(ks.JWKS()) != `{"keys":[]}` {
 		t.Errorf("zero KeySet JWKS: %s", ks.JWKS())
+	}
+}
+
+// TestVerifierExternalTokensIgnoreSession: an external provider's sid is
+// not one of this service's sessions, so revoking a session of ours with
+// the same ID does not touch the provider's tokens, while this service's
+// own tokens of that session fail.
+func TestVerifierExternalTokensIgnoreSession(t *testing.T) {
+	t.Parallel()
+	revs := token.NewMemoryRevocations(token.WithRevocationsClock(func() time.Time { return fxNow }))
+	if err := revs.Revoke(context.Background(), token.SessionRevocationPrefix+"s1", fxNow.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	tok := fxToken(t, fxKeys().ed, nil) // sid "s1"
+	own := fxVerifier(t, token.WithRevocations(revs))
+	if _, err := own.Verify(context.Background(), tok); !errors.Is(err, token.ErrRevoked) {
+		t.Fatalf("own token of a revoked session: %v, want ErrRevoked", err)
+	}
+	external := fxVerifier(t, token.WithRevocations(revs), token.WithExternalTokens())
+	if _, err := external.Verify(context.Background(), tok); err != nil {
+		t.Fatalf("external token whose sid happens to match a revoked session of ours: %v", err)
 	}
 }

@@ -111,9 +111,8 @@ func newTokens(ctx context.Context, cfg config, keys *keystore.Manager) (*tokens
 		token.WithExpectedAudience(tc.audience),
 		token.WithAlgorithms(token.EdDSA, token.ES256, token.RS256),
 		token.WithTokenType(""), // many providers set typ "JWT" or none
-		// No cache: a cache hit does not look the key up again, and a key
-		// removed from the set must stop being trusted within a minute.
-		token.WithCache(0),
+		// The provider's client_id, project and sid are not ours.
+		token.WithExternalTokens(),
 		token.WithVerifierClock(cfg.now),
 	)
 	if err != nil {
@@ -167,18 +166,14 @@ func (r *issuerRouter) Match(credential string) bool { return r.own.Match(creden
 
 // Authenticate verifies credential with the verifier of its issuer. A
 // provider's token gives a principal with its subject and scopes only:
-// the claims that name this server's keys, projects and sessions
-// (client_id, project, sid) mean nothing coming from another issuer.
+// the external verifier (token.WithExternalTokens) ignores the claims
+// that name this server's keys, projects and sessions (client_id,
+// project, sid), which mean nothing coming from another issuer.
 func (r *issuerRouter) Authenticate(ctx context.Context, credential string) (auth.Principal, error) {
 	if unverifiedIssuer(credential) != r.externalIssuer {
 		return r.own.Authenticate(ctx, credential)
 	}
-	p, err := r.external.Authenticate(ctx, credential)
-	if err != nil {
-		return auth.Principal{}, err
-	}
-	p.KeyID, p.Project, p.Session = "", "", ""
-	return p, nil
+	return r.external.Authenticate(ctx, credential)
 }
 
 // unverifiedIssuer returns the iss claim of a compact JWS without
