@@ -365,3 +365,30 @@ func thumbprint(k VerificationKey) string {
 	sum := sha256.Sum256([]byte(s))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
+
+// String describes the key by its kid and algorithm, never its material:
+// an HS256 VerificationKey holds the shared secret.
+func (k VerificationKey) String() string {
+	return "token.VerificationKey{KID:" + strconv.Quote(k.KID) + " Alg:" + strconv.Quote(k.Alg) + "}"
+}
+
+// GoString is String, for the %#v verb.
+func (k VerificationKey) GoString() string { return k.String() }
+
+// Format writes String for every verb, so that no formatting of a
+// VerificationKey, or of a struct holding one, prints an HS256 secret.
+func (k VerificationKey) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, k.String()) }
+
+// LogValue implements [slog.LogValuer]: the kid and the algorithm.
+func (k VerificationKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("kid", k.KID), slog.String("alg", k.Alg))
+}
+
+// MarshalJSON encodes the kid and the algorithm only; publish public keys
+// with [KeySet.JWKS].
+func (k VerificationKey) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		KID string `json:"kid"`
+		Alg string `json:"alg"`
+	}{k.KID, k.Alg})
+}

@@ -483,3 +483,39 @@ func TestKeySetHandler(t *testing.T) {
 		t.Error("two key sets share an ETag")
 	}
 }
+
+// TestVerificationKeyNeverPrintsSecret: an HS256 VerificationKey holds the
+// shared secret, so printing, logging or marshalling one shows only its
+// kid and algorithm.
+func TestVerificationKeyNeverPrintsSecret(t *testing.T) {
+	t.Parallel()
+	secret := []byte("this is a 32-byte HMAC secret!!!")
+	hs, err := token.NewSigningKey("hs-kid", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := hs.Public()
+	type holder struct{ Key token.VerificationKey }
+	var outs []string
+	for _, f := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+		outs = append(outs, fmt.Sprintf(f, k), fmt.Sprintf(f, &k), fmt.Sprintf(f, holder{k}))
+	}
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("key", "k", k)
+	slog.New(slog.NewTextHandler(&buf, nil)).Info("key", "k", k)
+	j, err := json.Marshal(holder{k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outs = append(outs, buf.String(), string(j))
+	for _, out := range outs {
+		for _, s := range []string{string(secret[:8]), hex.EncodeToString(secret[:8]), base64.RawURLEncoding.EncodeToString(secret)[:10], strings.Trim(fmt.Sprint(secret[:6]), "[]")} {
+			if strings.Contains(out, s) {
+				t.Fatalf("secret %q printed in %q", s, out)
+			}
+		}
+	}
+	if !strings.Contains(k.String(), "hs-kid") || !strings.Contains(k.String(), "HS256") {
+		t.Fatalf("String() = %q, want the kid and alg", k.String())
+	}
+}
