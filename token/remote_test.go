@@ -29,29 +29,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/token"
 )
 
-// fakeClock is a clock that moves only when told to.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+// newFakeClock returns a clock that moves only when told to.
+func newFakeClock() *testclock.Clock {
+	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // jwksServer is an httptest server that serves a JWK Set it can change,
@@ -182,7 +166,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 // newRemote builds a RemoteKeySet on srv with a fake clock, a long
 // background interval (so that only lookups trigger fetches) and no
 // logging, and closes it at the end of the test.
-func newRemote(t testing.TB, srv *jwksServer, clock *fakeClock, opts ...token.RemoteOption) *token.RemoteKeySet {
+func newRemote(t testing.TB, srv *jwksServer, clock *testclock.Clock, opts ...token.RemoteOption) *token.RemoteKeySet {
 	t.Helper()
 	base := []token.RemoteOption{
 		token.WithRemoteClock(clock.Now),

@@ -3,6 +3,7 @@ package token
 import (
 	"context"
 	"fmt"
+	"github.com/keygate/keygate/internal/testclock"
 	"math"
 	"strconv"
 	"sync"
@@ -10,27 +11,10 @@ import (
 	"time"
 )
 
-// svcClock is a settable clock for the tests of revocations, refresh
-// tokens and the Service.
-type svcClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newSvcClock() *svcClock {
-	return &svcClock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-}
-
-func (c *svcClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *svcClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newSvcClock returns a settable clock for the tests of revocations,
+// refresh tokens and the Service.
+func newSvcClock() *testclock.Clock {
+	return testclock.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 func TestMemoryRevocations(t *testing.T) {

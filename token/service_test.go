@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -43,7 +44,7 @@ func (l *svcLogs) String() string {
 // API keys and as the KeyChecker, a real Issuer and Verifier, memory
 // stores, a fake clock shared by all of them, and one API key.
 type svcFixture struct {
-	clock    *svcClock
+	clock    *testclock.Clock
 	keys     *keystore.Manager
 	issuer   *Issuer
 	verifier *Verifier

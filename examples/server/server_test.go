@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -28,24 +29,6 @@ const (
 
 func challengeScope(scopes string) string {
 	return `Bearer error="insufficient_scope", scope="` + scopes + `"`
-}
-
-// fakeClock is a settable clock, safe for concurrent use.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
 
 // flakyStore is a MemoryStore whose lookups, or management calls, can be
@@ -128,7 +111,7 @@ type env struct {
 	t     *testing.T
 	srv   *server
 	url   string
-	clock *fakeClock
+	clock *testclock.Clock
 	store *flakyStore
 	logs  *syncBuffer
 	root  string // the bootstrap key
@@ -150,7 +133,7 @@ func newEnvWith(t *testing.T, configure func(*config)) *env {
 	t.Helper()
 	e := &env{
 		t:     t,
-		clock: &fakeClock{t: epoch.Add(-time.Hour)},
+		clock: testclock.New(epoch.Add(-time.Hour)),
 		store: &flakyStore{MemoryStore: keystore.NewMemoryStore()},
 		logs:  &syncBuffer{},
 	}
