@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/auth"
@@ -83,7 +84,10 @@ func WithHasher(h *Hasher) ManagerOption {
 }
 
 // WithClock sets the clock the Manager reads for creation, expiry,
-// revocation and last-used times. Default: [time.Now].
+// revocation and last-used times. Default: the wall clock, read as
+// [time.Now] at most once a second and advanced in between by the cheaper
+// monotonic clock, so it never strays from time.Now by more than a second
+// of running time.
 func WithClock(now func() time.Time) ManagerOption {
 	return func(m *Manager) error {
 		if now == nil {
@@ -141,7 +145,6 @@ func NewManager(store Store, opts ...ManagerOption) (*Manager, error) {
 	m := &Manager{
 		store:    store,
 		format:   DefaultFormat(),
-		now:      time.Now,
 		idRand:   rand.Reader,
 		interval: DefaultLastUsedInterval,
 		logger:   slog.Default(),
@@ -150,6 +153,9 @@ func NewManager(store Store, opts ...ManagerOption) (*Manager, error) {
 		if err := opt(m); err != nil {
 			return nil, err
 		}
+	}
+	if m.now == nil {
+		m.now = new(wallClock).now
 	}
 	if m.hasher == nil {
 		h, err := NewHasher(nil)
@@ -541,4 +547,24 @@ func (m *Manager) CheckKey(ctx context.Context, id string) error {
 		return m.authError(ErrExpired)
 	}
 	return nil
+}
+
+// wallClock is the Manager's default clock. time.Now reads two clocks, wall
+// and monotonic; now reads only the monotonic one (through time.Since) and
+// adds it to a wall-clock reading taken less than a second earlier. So it
+// is never more than a second of running time away from time.Now, even
+// across a suspend (the monotonic clock stops while the machine sleeps, and
+// the first reading a second after it wakes re-syncs) or a step of the wall
+// clock. It is safe for concurrent use.
+type wallClock struct{ base atomic.Pointer[time.Time] }
+
+func (c *wallClock) now() time.Time {
+	if b := c.base.Load(); b != nil {
+		if d := time.Since(*b); d >= 0 && d < time.Second {
+			return b.Add(d)
+		}
+	}
+	t := time.Now()
+	c.base.Store(&t)
+	return t
 }
