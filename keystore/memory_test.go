@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testalloc"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/storetest"
 )
@@ -141,7 +142,7 @@ func TestMemoryStoreLookupDigestAllocs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
-			allocs := testing.AllocsPerRun(100, func() { _, err = s.LookupDigest(ctx, tc.d) })
+			allocs := testalloc.Min(100, func() { _, err = s.LookupDigest(ctx, tc.d) })
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("LookupDigest: %v, want %v", err, tc.err)
 			}
