@@ -513,6 +513,11 @@ func (m *Manager) touch(ctx context.Context, rec *Record, now time.Time) {
 	}
 	sh.mu.Unlock()
 	if err := m.toucher.Touch(ctx, rec.ID, now); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			// A wrapper, such as a CachedStore, over a store that
+			// keeps no last-used times: nothing to record.
+			return
+		}
 		m.logger.LogAttrs(ctx, slog.LevelWarn, "keygate: last-used write failed",
 			slog.String("key_id", rec.ID), slog.String("error", err.Error()))
 		return

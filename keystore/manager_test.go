@@ -707,3 +707,24 @@ func TestManagerCheckKeyStoreFailure(t *testing.T) {
 		t.Fatalf("CheckKey with a failing store: %v, want ErrUnavailable only", err)
 	}
 }
+
+// TestManagerTouchUnsupportedIsQuiet: over a CachedStore whose store keeps
+// no last-used times, Touch answers ErrUnsupported; that is not a failure
+// worth a log line on every key every minute.
+func TestManagerTouchUnsupportedIsQuiet(t *testing.T) {
+	t.Parallel()
+	plain := struct{ keystore.Store }{keystore.NewMemoryStore()} // no Toucher
+	cached, err := keystore.NewCachedStore(plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	m := newManager(t, cached, newClock(), keystore.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	k, _ := issue(t, m, keystore.KeySpec{})
+	if _, err := m.Verify(context.Background(), k.Plaintext()); err != nil {
+		t.Fatal(err)
+	}
+	if logs.Len() != 0 {
+		t.Fatalf("the Manager logged: %s", logs.String())
+	}
+}
