@@ -12,29 +12,13 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
-// clock is a settable clock for tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock {
-	return &clock{now: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+// newClock returns a settable clock for tests.
+func newClock() *testclock.Clock {
+	return testclock.New(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 }
 
 // countingStore wraps a MemoryStore, counts calls and can be made to fail.
@@ -71,7 +55,7 @@ func (s *countingStore) Touch(ctx context.Context, id string, at time.Time) erro
 
 func (s *countingStore) failWith(err error) { s.fail.Store(&err) }
 
-func newManager(t *testing.T, store keystore.Store, c *clock, opts ...keystore.ManagerOption) *keystore.Manager {
+func newManager(t *testing.T, store keystore.Store, c *testclock.Clock, opts ...keystore.ManagerOption) *keystore.Manager {
 	t.Helper()
 	opts = append([]keystore.ManagerOption{keystore.WithClock(c.Now)}, opts...)
 	m, err := keystore.NewManager(store, opts...)
