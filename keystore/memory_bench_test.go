@@ -172,3 +172,31 @@ func BenchmarkMemoryStoreMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkMemoryStoreLookupScale measures a lookup hit as the store grows:
+// 10³, 10⁵ and 10⁶ keys, looking up keys spread over the whole store (so
+// that, at 10⁶, most lookups miss the CPU caches). Memory per key at the
+// same sizes is BenchmarkMemoryStoreMemory.
+func BenchmarkMemoryStoreLookupScale(b *testing.B) {
+	ctx := context.Background()
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			s := NewMemoryStore()
+			recs := fill(b, s, n, n)
+			// Every 7th key, in a stride that walks the whole store.
+			digests := make([]Digest, 0, n/7+1)
+			for i := 0; i < n; i += 7 {
+				digests = append(digests, recs[i].Digest)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				if _, err := s.LookupDigest(ctx, digests[i%len(digests)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
