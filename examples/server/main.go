@@ -6,22 +6,33 @@
 //
 //	go run ./examples/server
 //
-// On a start with an empty key store it issues a key holding every scope, in
-// project "default", and prints it once on standard output:
+// It keeps its keys, the state of its refresh tokens and its revoked
+// access tokens in a SQLite file, keygate.db in the working directory
+// unless -db names another, or in PostgreSQL with -postgres: they survive
+// a restart. On a start with an empty store it issues a key holding every
+// scope, in project "default", and prints it once on standard output:
 //
 //	API key: halfred_…
 //
-// It then prints "listening on http://ADDR" on standard error. Logs go to
-// standard error and never contain a full key or token. SIGINT or SIGTERM
-// shuts it down cleanly.
+// Later starts on the same store print no key: keep the first one (or
+// start on a new -db file to get another). It then prints "listening on
+// http://ADDR" on standard error. Logs go to standard error and never
+// contain a full key or token. SIGINT or SIGTERM shuts it down cleanly.
+//
+// Key records are cached for up to 10 s (keystore.DefaultPositiveTTL) in
+// front of the database: a key revoked through this instance stops working
+// at once, one revoked through another instance sharing a PostgreSQL store
+// within 10 s.
 //
 // # Flags
 //
 //	-addr ADDR         listen address (default 127.0.0.1:8080; port 0 picks a free port)
 //	-prefix NAME       API key prefix, lower-case letters and digits (default halfred)
-//	-db PATH           SQLite file (default keygate.db); not used yet: keys are kept
-//	                   in memory until the SQLite store lands, and are lost on exit
-//	-postgres DSN      PostgreSQL store; not supported yet, and an error if given
+//	-db PATH           SQLite file of the store, created if need be (default
+//	                   keygate.db in the working directory)
+//	-postgres DSN      use the PostgreSQL database at DSN instead of -db (several
+//	                   instances may share it); e.g.
+//	                   postgres://user@host:5432/db?sslmode=verify-full
 //	-pepper-env NAME   environment variable holding the hashing pepper
 //	                   (default KEYGATE_PEPPER); unset or empty means no pepper,
 //	                   otherwise it must be at least 16 bytes
@@ -123,9 +134,11 @@
 // no-cache.
 //
 // The signing key is an Ed25519 key made at each start, published at GET
-// /.well-known/jwks.json (Cache-Control: public, max-age=300). Tokens, like
-// refresh tokens, revocations and, for now, keys, do not survive a
-// restart: clients exchange their API key again.
+// /.well-known/jwks.json (Cache-Control: public, max-age=300), so access
+// tokens, which last 15 minutes, do not survive a restart. Refresh tokens
+// and revocations are in the store and do: after a restart a client
+// refreshes its pair (or exchanges its API key again) to get an access
+// token signed with the new key.
 //
 // # External identity provider
 //
@@ -163,9 +176,13 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/sqlstore"
 )
 
 // shutdownTimeout is how long a shutdown waits for requests in flight.
@@ -206,6 +223,7 @@ type flags struct {
 	prefix    string
 	db        string
 	dbSet     bool
+	postgres  string
 	pepperEnv string
 	logFormat string
 	pepper    []byte
@@ -216,7 +234,7 @@ const usageText = `Usage: go run ./examples/server [flags]
 
 Runs the Halfred API, a small OpenAI-style API protected by keygate.
 
-On a start with an empty key store it issues one key holding every scope
+On a start with an empty store it issues one key holding every scope
 (models:read chat:write keys:manage tokens:issue) in project "default" and
 prints it once, on standard output, as "API key: halfred_…". It then prints
 "listening on http://ADDR" on standard error. Logs go to standard error and
@@ -239,9 +257,12 @@ Send the key, or an access token, as "Authorization: Bearer KEY" or
 
   curl -H "Authorization: Bearer $KEY" http://127.0.0.1:8080/v1/models
 
-Access tokens last 15 minutes and are signed with an Ed25519 key made at
-each start: like keys (in memory until the SQLite store lands), refresh
-tokens and revocations, they do not survive a restart.
+Keys, the state of refresh tokens and revoked access tokens are kept in the
+SQLite file -db (keygate.db in the working directory) or, with -postgres, in
+PostgreSQL: they survive a restart, and a later start on the same store
+prints no key. Access tokens last 15 minutes and are signed with an Ed25519
+key made at each start, so they do not survive a restart: refresh them, or
+exchange the API key again.
 
 Flags:
 `
@@ -250,7 +271,6 @@ Flags:
 // It returns flag.ErrHelp for -help and a usageError for anything invalid.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (flags, error) {
 	var f flags
-	var postgres string
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -259,8 +279,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	}
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "listen `address`; port 0 picks a free port, and the one chosen is printed")
 	fs.StringVar(&f.prefix, "prefix", "halfred", "API key `prefix`: 1 to 32 lower-case letters and digits, starting with a letter")
-	fs.StringVar(&f.db, "db", "keygate.db", "SQLite database `file`; not used yet: keys are kept in memory until the SQLite store lands; they are lost on exit")
-	fs.StringVar(&postgres, "postgres", "", "PostgreSQL `DSN`, instead of -db; not supported yet: giving it is an error")
+	fs.StringVar(&f.db, "db", "keygate.db", "SQLite database `file` keeping keys, refresh tokens and revocations; created if need be")
+	fs.StringVar(&f.postgres, "postgres", "", "PostgreSQL `DSN` (postgres://user@host:5432/db?sslmode=verify-full, or key=value pairs)\nto use instead of -db, e.g. for several instances sharing one store")
 	fs.StringVar(&f.pepperEnv, "pepper-env", "KEYGATE_PEPPER", "name of the environment `variable` holding the pepper mixed into every key's hash;\nunset or empty means no pepper (plain SHA-256), otherwise it must be at least 16 bytes.\nThe pepper is never printed or logged")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format` on standard error: text or json")
 	var trust trustConfig
@@ -281,12 +301,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	switch {
 	case fs.NArg() > 0:
 		return flags{}, usageError{err: fmt.Errorf("unexpected argument %q; the server takes flags only (see -help)", fs.Arg(0))}
-	case postgres != "":
-		return flags{}, usageError{err: errors.New("-postgres is not supported yet: the PostgreSQL store has not landed; keys are kept in memory for now. Run without -postgres")}
+	case f.postgres != "" && f.dbSet:
+		return flags{}, usageError{err: errors.New("-db and -postgres name two stores: give one")}
+	case f.db == "" && f.postgres == "":
+		return flags{}, usageError{err: errors.New("-db must name a file")}
 	case f.logFormat != "text" && f.logFormat != "json":
 		return flags{}, usageError{err: fmt.Errorf("-log-format must be text or json, not %q", f.logFormat)}
 	case f.pepperEnv == "":
 		return flags{}, usageError{err: errors.New("-pepper-env must name an environment variable")}
+	}
+	// Checked here, not only by newServer, so that a bad prefix creates
+	// no database file.
+	if _, err := keystore.NewFormat(keystore.WithPrefix(f.prefix)); err != nil {
+		return flags{}, usageError{err: fmt.Errorf("invalid -prefix: %w", err)}
 	}
 	switch n := countSet(trust.jwksURL, trust.issuer, trust.audience); {
 	case n == 3:
@@ -343,7 +370,37 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	logger := slog.New(handler)
 
-	s, err := newServer(ctx, config{prefix: f.prefix, pepper: f.pepper, logger: logger, trust: f.trust})
+	st, err := openStore(ctx, f)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := st.Close(); err != nil {
+			logger.Warn("close the store", "error", err)
+		}
+	}()
+	if f.postgres != "" {
+		logger.Info("keys, refresh tokens and revocations are kept in PostgreSQL", "postgres", dsnTarget(f.postgres))
+	} else {
+		logger.Info("keys, refresh tokens and revocations are kept in SQLite", "db", f.db)
+	}
+	// The cache serves the request path: a key seen again costs no
+	// database read. This instance's own revocations reach it at once;
+	// those made by another instance sharing the database within
+	// keystore.DefaultPositiveTTL.
+	cached, err := keystore.NewCachedStore(st)
+	if err != nil {
+		return fmt.Errorf("key cache: %w", err)
+	}
+	s, err := newServer(ctx, config{
+		prefix:      f.prefix,
+		pepper:      f.pepper,
+		store:       cached,
+		refresh:     st,
+		revocations: st.Revocations(),
+		logger:      logger,
+		trust:       f.trust,
+	})
 	if err != nil {
 		if errors.As(err, new(startError)) {
 			return err
@@ -351,11 +408,7 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 		return usageError{err: err}
 	}
 	defer s.close()
-	if f.dbSet {
-		logger.Warn("-db is not used yet: keys are kept in memory until the SQLite store lands", "db", f.db)
-	}
-	logger.Info("keys are kept in memory and are lost on exit")
-	logger.Info("access tokens are signed with a key made at start: they, refresh tokens and revocations are lost on exit too")
+	logger.Info("access tokens are signed with a key made at start: they do not survive a restart (refresh tokens do)")
 	if f.pepper == nil {
 		logger.Info("no pepper set: keys are hashed with plain SHA-256", "pepper_env", f.pepperEnv)
 	}
@@ -374,6 +427,8 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 		if _, err := fmt.Fprintf(stdout, "API key: %s\n", key.Plaintext()); err != nil {
 			return fmt.Errorf("print the bootstrap key: %w", err)
 		}
+	} else {
+		logger.Info("the store already holds keys: no new key issued; use a key from an earlier start", "project", defaultProject)
 	}
 
 	srv := &http.Server{
@@ -406,6 +461,79 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// openTimeout bounds opening the store: connecting to PostgreSQL and
+// applying the migrations.
+const openTimeout = 30 * time.Second
+
+// openStore opens the store the flags name: the PostgreSQL database of
+// -postgres, or else the SQLite file of -db, created if need be. Its
+// errors never hold the DSN's password.
+func openStore(ctx context.Context, f flags) (*sqlstore.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	if f.postgres != "" {
+		st, err := sqlstore.OpenPostgres(ctx, f.postgres)
+		if err != nil {
+			if pw := dsnPassword(f.postgres); pw != "" && strings.Contains(err.Error(), pw) {
+				err = errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
+			}
+			return nil, fmt.Errorf("-postgres: open the PostgreSQL store: %w", err)
+		}
+		return st, nil
+	}
+	st, err := sqlstore.OpenSQLite(ctx, f.db)
+	if err != nil {
+		return nil, fmt.Errorf("-db: open the SQLite store %q: %w", f.db, err)
+	}
+	return st, nil
+}
+
+// dsnPassword returns the password a PostgreSQL DSN holds, in its user
+// information or a password parameter (URL form), or as password=… (key
+// and value form); "" if none.
+func dsnPassword(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return ""
+		}
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			return pw
+		}
+		return u.Query().Get("password")
+	}
+	_, rest, ok := strings.Cut(dsn, "password")
+	for ok {
+		v := strings.TrimLeft(rest, " \t")
+		if v, isValue := strings.CutPrefix(v, "="); isValue {
+			v = strings.TrimLeft(v, " \t")
+			if q, quoted := strings.CutPrefix(v, "'"); quoted {
+				end := strings.Index(q, "'")
+				if end < 0 {
+					end = len(q)
+				}
+				return q[:end]
+			}
+			if end := strings.IndexAny(v, " \t"); end >= 0 {
+				v = v[:end]
+			}
+			return v
+		}
+		_, rest, ok = strings.Cut(rest, "password")
+	}
+	return ""
+}
+
+// dsnTarget describes a PostgreSQL DSN for the logs: host and database of
+// a URL, without user information or parameters; "" for key and value
+// pairs, which it does not parse.
+func dsnTarget(dsn string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return redactURL(dsn)
+	}
+	return ""
 }
 
 // lockedWriter serializes writes, so that log lines and the "listening on"

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -35,8 +36,13 @@ type started struct {
 }
 
 // startRun starts runEnv with args and waits until it prints its address.
+// Unless args name a store (-db or -postgres), the server gets a new
+// SQLite file in t.TempDir.
 func startRun(t *testing.T, env map[string]string, args ...string) *started {
 	t.Helper()
+	if !slices.Contains(args, "-db") && !slices.Contains(args, "-postgres") {
+		args = append([]string{"-db", filepath.Join(t.TempDir(), "keygate.db")}, args...)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &started{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), stop: cancel}
 	getenv := func(k string) string { return env[k] }
@@ -148,7 +154,7 @@ func TestRun(t *testing.T) {
 			if !strings.Contains(stderr, format.Hint(key)) {
 				t.Errorf("stderr does not log the bootstrap key's hint %s:\n%s", format.Hint(key), stderr)
 			}
-			for _, want := range []string{"stopped", "lost on exit"} {
+			for _, want := range []string{"stopped", "kept in SQLite", "do not survive a restart"} {
 				if !strings.Contains(stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, stderr)
 				}
@@ -201,11 +207,15 @@ func TestRunErrors(t *testing.T) {
 		help   bool   // flag.ErrHelp (exit status 0)
 		stderr string // must appear in stderr or the error
 	}{
-		{name: "help", args: []string{"-help"}, help: true, stderr: "not used yet"},
+		{name: "help", args: []string{"-help"}, help: true, stderr: "survive a restart"},
 		{name: "h", args: []string{"-h"}, help: true, stderr: "KEYGATE_PEPPER"},
 		{name: "unknown flag", args: []string{"-port", "8080"}, usage: true, stderr: "flag provided but not defined"},
 		{name: "argument", args: []string{"serve"}, usage: true, stderr: "unexpected argument"},
-		{name: "postgres", args: []string{"-postgres", "postgres://localhost/keygate"}, usage: true, stderr: "-postgres is not supported yet"},
+		{name: "db and postgres", args: []string{"-db", "x.db", "-postgres", "postgres://localhost/keygate"}, usage: true, stderr: "give one"},
+		{name: "empty db", args: []string{"-db", ""}, usage: true, stderr: "-db must name a file"},
+		{name: "db in a missing directory", args: []string{"-db", filepath.Join(t.TempDir(), "missing", "k.db")}, stderr: "-db: open the SQLite store"},
+		{name: "postgres unreachable", args: []string{"-postgres", "postgres://keygate:" + dsnSecret + "@127.0.0.1:1/keygate?connect_timeout=5"}, stderr: "-postgres: open the PostgreSQL store"},
+		{name: "postgres unreachable, key and value DSN", args: []string{"-postgres", "host=127.0.0.1 port=1 user=keygate password=" + dsnSecret + " connect_timeout=5"}, stderr: "-postgres: open the PostgreSQL store"},
 		{name: "short pepper", env: map[string]string{"KEYGATE_PEPPER": "short"}, usage: true, stderr: "at least 16 bytes"},
 		{name: "bad prefix", args: []string{"-prefix", "Halfred"}, usage: true, stderr: "prefix"},
 		{name: "bad log format", args: []string{"-log-format", "xml"}, usage: true, stderr: "-log-format"},
@@ -223,7 +233,12 @@ func TestRunErrors(t *testing.T) {
 			t.Parallel()
 			var stdout, stderr syncBuffer
 			getenv := func(k string) string { return tt.env[k] }
-			err := runEnv(context.Background(), tt.args, getenv, &stdout, &stderr)
+			args := tt.args
+			if !slices.Contains(args, "-db") && !slices.Contains(args, "-postgres") {
+				// Never create keygate.db in the package directory.
+				args = append([]string{"-db", filepath.Join(t.TempDir(), "keygate.db")}, args...)
+			}
+			err := runEnv(context.Background(), args, getenv, &stdout, &stderr)
 			if err == nil {
 				t.Fatal("run = nil, want an error")
 			}
@@ -242,6 +257,9 @@ func TestRunErrors(t *testing.T) {
 			}
 			if stdout.String() != "" {
 				t.Errorf("stdout = %q, want nothing", stdout.String())
+			}
+			if strings.Contains(stderr.String()+err.Error(), dsnSecret) {
+				t.Errorf("output holds the DSN's password:\n%s\n%v", stderr.String(), err)
 			}
 			if strings.Contains(stderr.String()+err.Error(), "pepper") && tt.env["KEYGATE_PEPPER"] != "" &&
 				strings.Contains(stderr.String()+err.Error(), tt.env["KEYGATE_PEPPER"]) {
@@ -322,8 +340,9 @@ func TestBinary(t *testing.T) {
 
 	t.Run("serve and stop", func(t *testing.T) {
 		t.Parallel()
-		cmd := exec.Command(bin, "-addr", "127.0.0.1:0")
-		cmd.Dir = t.TempDir()
+		dir := t.TempDir()
+		cmd := exec.Command(bin, "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "keygate.db"))
+		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "KEYGATE_PEPPER=")
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -409,18 +428,22 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
-	t.Run("postgres exits 2", func(t *testing.T) {
+	t.Run("postgres unreachable exits 1", func(t *testing.T) {
 		t.Parallel()
-		cmd := exec.Command(bin, "-postgres", "postgres://localhost/x")
+		cmd := exec.Command(bin, "-postgres", "postgres://keygate:"+dsnSecret+"@127.0.0.1:1/x?connect_timeout=5")
+		cmd.Dir = t.TempDir()
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		err := cmd.Run()
 		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 2 {
-			t.Fatalf("exit = %v, want status 2", err)
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("exit = %v, want status 1", err)
 		}
-		if !strings.Contains(stderr.String(), "-postgres is not supported yet") {
+		if !strings.Contains(stderr.String(), "-postgres: open the PostgreSQL store") {
 			t.Errorf("stderr = %q", stderr.String())
+		}
+		if strings.Contains(stderr.String(), dsnSecret) {
+			t.Errorf("stderr holds the DSN's password: %q", stderr.String())
 		}
 	})
 
@@ -431,7 +454,7 @@ func TestBinary(t *testing.T) {
 		if err != nil {
 			t.Fatalf("exit = %v", err)
 		}
-		for _, want := range []string{"-addr", "-prefix", "-db", "-postgres", "-pepper-env", "not used yet", "/v1/chat/completions",
+		for _, want := range []string{"-addr", "-prefix", "-db", "-postgres", "-pepper-env", "survive a restart", "/v1/chat/completions",
 			"-trust-jwks", "-trust-issuer", "-trust-audience", "/v1/auth/token", "/v1/auth/refresh", "/v1/auth/revoke", "/.well-known/jwks.json"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("help lacks %q:\n%s", want, out)

@@ -48,8 +48,7 @@ func (e startError) Unwrap() error { return e.err }
 type tokens struct {
 	issuer *token.Issuer
 	// verifier accepts the server's own access tokens.
-	verifier    *token.Verifier
-	revocations *token.MemoryRevocations
+	verifier *token.Verifier
 	// remote holds the identity provider's keys; nil without trust.
 	remote *token.RemoteKeySet
 	// authn is what the Guard asks: access tokens by their shape (own and
@@ -64,8 +63,8 @@ func newTokens(ctx context.Context, cfg config, keys *keystore.Manager) (*tokens
 	signer := cfg.signingKey
 	if signer.Key == nil {
 		var err error
-		// A key per start: tokens die with the process, as keys, refresh
-		// state and revocations do while they are kept in memory.
+		// A key per start: access tokens are short-lived and die with the
+		// process; keys, refresh state and revocations are in the store.
 		if signer, err = token.GenerateSigningKey(token.EdDSA, nil); err != nil {
 			return nil, fmt.Errorf("generate the token signing key: %w", err)
 		}
@@ -74,18 +73,17 @@ func newTokens(ctx context.Context, cfg config, keys *keystore.Manager) (*tokens
 	if err != nil {
 		return nil, fmt.Errorf("token issuer: %w", err)
 	}
-	revocations := token.NewMemoryRevocations(token.WithRevocationsClock(cfg.now))
 	own, err := token.NewVerifier(issuer.KeySet(),
 		token.WithExpectedIssuer(tokenIssuer),
 		token.WithExpectedAudience(issuer.Audience()...),
 		token.WithKeyChecker(keys),
-		token.WithRevocations(revocations),
+		token.WithRevocations(cfg.revocations),
 		token.WithVerifierClock(cfg.now),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("token verifier: %w", err)
 	}
-	t := &tokens{issuer: issuer, verifier: own, revocations: revocations}
+	t := &tokens{issuer: issuer, verifier: own}
 	if cfg.trust == nil {
 		t.authn = auth.Dispatch(own, keys)
 		return t, nil

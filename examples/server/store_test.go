@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// dsnSecret is the password of the DSNs the tests give: it must never
+// appear in an output or an error.
+const dsnSecret = "s3cret-Pa55word"
+
+// TestRestart starts the server twice on one store: the second start
+// prints no key, and the first start's key and refresh tokens, spent or
+// not, are as the first start left them.
+func TestRestart(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		store func(t *testing.T) []string
+	}{
+		{name: "sqlite", store: func(t *testing.T) []string {
+			return []string{"-db", filepath.Join(t.TempDir(), "keygate.db")}
+		}},
+		{name: "postgres", store: func(t *testing.T) []string {
+			return []string{"-postgres", postgresDSN(t)}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"-addr", "127.0.0.1:0"}, tt.store(t)...)
+
+			first := startRun(t, nil, args...)
+			m := keyLine("halfred").FindStringSubmatch(first.stdout.String())
+			if m == nil {
+				t.Fatalf("first start: stdout = %q, want \"API key: halfred_…\"", first.stdout)
+			}
+			key := m[1]
+			status, body := postJSON(t, first.addr, "/v1/auth/token", key, "")
+			if status != http.StatusOK {
+				t.Fatalf("POST /v1/auth/token = %d %v", status, body)
+			}
+			spent, _ := body["refresh_token"].(string)
+			status, body = postJSON(t, first.addr, "/v1/auth/refresh", "", `{"refresh_token":"`+spent+`"}`)
+			if status != http.StatusOK {
+				t.Fatalf("POST /v1/auth/refresh = %d %v", status, body)
+			}
+			live, _ := body["refresh_token"].(string)
+			stopRun(t, first)
+
+			second := startRun(t, nil, args...)
+			if out := second.stdout.String(); out != "" {
+				t.Errorf("second start: stdout = %q, want nothing", out)
+			}
+			if stderr := second.stderr.String(); strings.Contains(stderr, "issued bootstrap key") || !strings.Contains(stderr, "already holds keys") {
+				t.Errorf("second start: stderr does not say it issued no key:\n%s", stderr)
+			}
+			if got := get(t, second.addr, "/v1/me", key); got != http.StatusOK {
+				t.Errorf("GET /v1/me with the first start's key = %d", got)
+			}
+			status, body = postJSON(t, second.addr, "/v1/auth/refresh", "", `{"refresh_token":"`+live+`"}`)
+			if status != http.StatusOK {
+				t.Fatalf("refresh with the first start's live refresh token = %d %v", status, body)
+			}
+			if at, _ := body["access_token"].(string); get(t, second.addr, "/v1/me", at) != http.StatusOK {
+				t.Errorf("the refreshed access token does not work")
+			}
+			if status, body := postJSON(t, second.addr, "/v1/auth/refresh", "", `{"refresh_token":"`+spent+`"}`); status != http.StatusUnauthorized {
+				t.Errorf("refresh with a token spent before the restart = %d %v, want 401", status, body)
+			}
+			stopRun(t, second)
+		})
+	}
+}
+
+// stopRun cancels a started server and checks that run returns nil.
+func stopRun(t *testing.T, s *started) {
+	t.Helper()
+	s.stop()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("run = %v after cancel, want nil\nstderr:\n%s", err, s.stderr)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+	s.done <- nil // for the cleanup
+}
+
+// postJSON sends POST path with body and, if cred is set, cred as Bearer
+// credential; it returns the status and the decoded JSON body.
+func postJSON(t *testing.T, addr, path, cred, body string) (int, map[string]any) {
+	t.Helper()
+	r, err := http.NewRequest("POST", "http://"+addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cred != "" {
+		r.Header.Set("Authorization", "Bearer "+cred)
+	}
+	res, err := http.DefaultClient.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatalf("POST %s: decode: %v", path, err)
+	}
+	return res.StatusCode, out
+}
+
+// postgresDSN returns the DSN of a fresh schema in the test database named
+// by KEYGATE_POSTGRES_DSN, dropped in t.Cleanup. It skips the test when
+// the variable is unset or the server unreachable, unless CI=true: then it
+// fails.
+func postgresDSN(t *testing.T) string {
+	t.Helper()
+	dsn := os.Getenv("KEYGATE_POSTGRES_DSN")
+	ci := os.Getenv("CI") == "true"
+	if dsn == "" {
+		if ci {
+			t.Fatal("CI=true but KEYGATE_POSTGRES_DSN is not set; CI must run the PostgreSQL tests")
+		}
+		t.Skip("KEYGATE_POSTGRES_DSN not set: skipping the PostgreSQL test (set it to e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
+	}
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatalf("KEYGATE_POSTGRES_DSN is not a valid DSN: %v", err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := admin.PingContext(ctx); err != nil {
+		if ci {
+			t.Fatalf("PostgreSQL at KEYGATE_POSTGRES_DSN is unreachable: %v", err)
+		}
+		t.Skipf("PostgreSQL at KEYGATE_POSTGRES_DSN is unreachable, skipping: %v", err)
+	}
+	b := make([]byte, 8)
+	rand.Read(b)
+	schema := "kg_example_" + hex.EncodeToString(b)
+	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("CREATE SCHEMA: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			t.Errorf("DROP SCHEMA %s: %v", schema, err)
+		}
+	})
+	// search_path makes every pooled connection use the schema.
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("KEYGATE_POSTGRES_DSN: %v", err)
+		}
+		q := u.Query()
+		q.Set("search_path", schema)
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	return dsn + " search_path=" + schema
+}
+
+func TestDSNPassword(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, dsn, want string
+	}{
+		{name: "url", dsn: "postgres://app:" + dsnSecret + "@db:5432/app", want: dsnSecret},
+		{name: "postgresql url", dsn: "postgresql://app:pw@db/app?sslmode=disable", want: "pw"},
+		{name: "url parameter", dsn: "postgres://app@db/app?password=pw2&sslmode=disable", want: "pw2"},
+		{name: "url without password", dsn: "postgres://app@db/app", want: ""},
+		{name: "key and value", dsn: "host=db user=app password=" + dsnSecret + " dbname=app", want: dsnSecret},
+		{name: "key and value, spaces", dsn: "host=db password = pw3", want: "pw3"},
+		{name: "key and value, quoted", dsn: "host=db password='with space' dbname=app", want: "with space"},
+		{name: "key and value, last", dsn: "user=app password=pw4", want: "pw4"},
+		{name: "no password", dsn: "host=db user=app", want: ""},
+		{name: "empty", dsn: "", want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := dsnPassword(tt.dsn); got != tt.want {
+				t.Errorf("dsnPassword(%q) = %q, want %q", tt.dsn, got, tt.want)
+			}
+		})
+	}
+}
