@@ -44,21 +44,35 @@ type Store struct {
 	// it once per pooled connection, which saves SQLite a parse per call
 	// and PostgreSQL a round trip.
 	lookup *sql.Stmt
+	// channel is the PostgreSQL notification channel the writes publish
+	// on (see feed.go); unused on SQLite.
+	channel string
 }
 
 // Open returns a [Store] on db, which must be a database of the given
 // dialect, after applying the migrations it lacks (see the package
 // documentation). The Store does not own db: [Store.Close] leaves it open.
 //
+// On PostgreSQL, every write that can make a cached record stale
+// publishes a notification on [DefaultChannel] (or the channel of
+// [WithNotifyChannel]) for [ListenPostgres]; opts are ignored on SQLite.
+//
 // For SQLite, db should be opened with the DSN options [OpenSQLite] uses
 // (WAL, busy_timeout, synchronous=FULL, _txlock=immediate); without a busy
 // timeout, concurrent writers fail with "database is locked".
-func Open(ctx context.Context, db *sql.DB, dialect Dialect) (*Store, error) {
+func Open(ctx context.Context, db *sql.DB, dialect Dialect, opts ...Option) (*Store, error) {
 	if db == nil {
 		return nil, errors.New("sqlstore: open: nil *sql.DB")
 	}
 	if !dialect.valid() {
 		return nil, fmt.Errorf("sqlstore: open: invalid dialect %v", dialect)
+	}
+	cfg := storeConfig{channel: DefaultChannel}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := validChannel(cfg.channel); err != nil {
+		return nil, fmt.Errorf("sqlstore: open: %w", err)
 	}
 	if err := migrate(ctx, db, dialect, time.Now()); err != nil {
 		return nil, err
@@ -67,7 +81,7 @@ func Open(ctx context.Context, db *sql.DB, dialect Dialect) (*Store, error) {
 	if err != nil {
 		return nil, backend("open", err)
 	}
-	return &Store{db: db, dialect: dialect, lookup: lookup}, nil
+	return &Store{db: db, dialect: dialect, lookup: lookup, channel: cfg.channel}, nil
 }
 
 // sqliteOptions are the DSN options of [OpenSQLite]; see the package
@@ -105,8 +119,8 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 // such as postgres://user@host:5432/db?sslmode=disable, or key=value
 // pairs, as pgx accepts) and returns a [Store] on it that owns the
 // connection pool: [Store.Close] closes it. Errors never include the DSN,
-// which may hold a password.
-func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
+// which may hold a password. opts are as for [Open].
+func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	db, err := sql.Open("pgx", dsn)
 	if err != nil {
 		return nil, errors.New("sqlstore: open postgres: invalid DSN")
@@ -115,7 +129,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlstore: open postgres: %w", redact(err, dsn))
 	}
-	s, err := Open(ctx, db, Postgres)
+	s, err := Open(ctx, db, Postgres, opts...)
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -195,10 +209,12 @@ func (s *Store) Create(ctx context.Context, r keystore.Record) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.db.ExecContext(ctx, insertRecord, args...); err != nil {
-		return s.insertError("create", &r, err)
-	}
-	return nil
+	return s.publish(ctx, "create", func(q querier) ([]string, error) {
+		if _, err := q.ExecContext(ctx, insertRecord, args...); err != nil {
+			return nil, s.insertError("create", &r, err)
+		}
+		return []string{r.ID}, nil
+	})
 }
 
 const insertRecord = "INSERT INTO keys (" + recordColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -247,22 +263,30 @@ func (s *Store) List(ctx context.Context, project string) ([]keystore.Record, er
 	return out, nil
 }
 
-// Revoke implements [keystore.Store] in one UPDATE … RETURNING statement
-// that keeps the earlier of the stored and the given time. A zero at is
-// an error.
+// Revoke implements [keystore.Store] with one UPDATE … RETURNING statement
+// that keeps the earlier of the stored and the given time; on PostgreSQL it
+// runs in a transaction with the pg_notify that tells other instances'
+// caches (see [ListenPostgres]). A zero at is an error.
 func (s *Store) Revoke(ctx context.Context, id string, at time.Time) (keystore.Record, error) {
 	if at.IsZero() {
 		return keystore.Record{}, errors.New("sqlstore: revoke: zero revocation time")
 	}
-	row := s.db.QueryRowContext(ctx, `UPDATE keys SET revoked_at =
+	var r keystore.Record
+	err := s.publish(ctx, "revoke", func(q querier) (_ []string, err error) {
+		row := q.QueryRowContext(ctx, `UPDATE keys SET revoked_at =
 	CASE WHEN revoked_at IS NULL OR revoked_at > $1 THEN $1 ELSE revoked_at END
 WHERE id = $2 RETURNING `+recordColumns, at.UnixMicro(), id)
-	r, err := scanRecord(row)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return keystore.Record{}, errNoSuchID
-	case err != nil:
-		return keystore.Record{}, backend("revoke", err)
+		r, err = scanRecord(row)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, errNoSuchID
+		case err != nil:
+			return nil, backend("revoke", err)
+		}
+		return []string{r.ID}, nil
+	})
+	if err != nil {
+		return keystore.Record{}, err
 	}
 	return r, nil
 }
@@ -316,6 +340,9 @@ func (s *Store) Replace(ctx context.Context, oldID string, revokeAt time.Time, n
 	if _, err := tx.ExecContext(ctx, insertRecord, args...); err != nil {
 		return s.insertError("replace", &next, err)
 	}
+	if err := s.notify(ctx, tx, oldID, next.ID); err != nil {
+		return backend("replace", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return backend("replace", err)
 	}
@@ -341,17 +368,25 @@ WHERE id = $2`, nullTime(at), id)
 	return nil
 }
 
-// SetDisabled implements [keystore.Disabler] in one UPDATE … RETURNING
-// statement.
+// SetDisabled implements [keystore.Disabler] with one UPDATE … RETURNING
+// statement; on PostgreSQL it runs in a transaction with the pg_notify that
+// tells other instances' caches (see [ListenPostgres]).
 func (s *Store) SetDisabled(ctx context.Context, id string, disabled bool) (keystore.Record, error) {
-	row := s.db.QueryRowContext(ctx,
-		"UPDATE keys SET disabled = $1 WHERE id = $2 RETURNING "+recordColumns, disabled, id)
-	r, err := scanRecord(row)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return keystore.Record{}, errNoSuchID
-	case err != nil:
-		return keystore.Record{}, backend("set disabled", err)
+	var r keystore.Record
+	err := s.publish(ctx, "set disabled", func(q querier) (_ []string, err error) {
+		row := q.QueryRowContext(ctx,
+			"UPDATE keys SET disabled = $1 WHERE id = $2 RETURNING "+recordColumns, disabled, id)
+		r, err = scanRecord(row)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil, errNoSuchID
+		case err != nil:
+			return nil, backend("set disabled", err)
+		}
+		return []string{r.ID}, nil
+	})
+	if err != nil {
+		return keystore.Record{}, err
 	}
 	return r, nil
 }
