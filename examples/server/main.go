@@ -19,10 +19,11 @@
 // http://ADDR" on standard error. Logs go to standard error and never
 // contain a full key or token. SIGINT or SIGTERM shuts it down cleanly.
 //
-// Key records are cached for up to 10 s (keystore.DefaultPositiveTTL) in
-// front of the database: a key revoked through this instance stops working
-// at once, one revoked through another instance sharing a PostgreSQL store
-// within 10 s.
+// Key records are cached in front of the database. A key revoked through
+// this instance stops working at once. With -postgres, one revoked through
+// another instance sharing the database stops working as soon as the
+// PostgreSQL LISTEN/NOTIFY message arrives (milliseconds on a LAN), and
+// within 5 s (keystore.DefaultStaleAfter) if that feed is down.
 //
 // # Flags
 //
@@ -385,12 +386,26 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 		logger.Info("keys, refresh tokens and revocations are kept in SQLite", "db", f.db)
 	}
 	// The cache serves the request path: a key seen again costs no
-	// database read. This instance's own revocations reach it at once;
-	// those made by another instance sharing the database within
-	// keystore.DefaultPositiveTTL.
-	cached, err := keystore.NewCachedStore(st)
+	// database read. This instance's own revocations reach it at once.
+	// On PostgreSQL, those made by another instance sharing the database
+	// arrive through LISTEN/NOTIFY within milliseconds, and while that
+	// feed is down cached keys are trusted for at most
+	// keystore.DefaultStaleAfter; on SQLite (one process) there is no one
+	// else to hear from.
+	var cacheOpts []keystore.CacheOption
+	if f.postgres != "" {
+		cacheOpts = append(cacheOpts, keystore.WithInvalidationFeed())
+	}
+	cached, err := keystore.NewCachedStore(st, cacheOpts...)
 	if err != nil {
 		return fmt.Errorf("key cache: %w", err)
+	}
+	if f.postgres != "" {
+		feed, err := sqlstore.ListenPostgres(ctx, f.postgres, cached, sqlstore.WithFeedLogger(logger))
+		if err != nil {
+			return startError{fmt.Errorf("-postgres: listen for invalidations: %w", err)}
+		}
+		defer feed.Close()
 	}
 	s, err := newServer(ctx, config{
 		prefix:      f.prefix,

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -196,5 +198,69 @@ func TestDSNPassword(t *testing.T) {
 				t.Errorf("dsnPassword(%q) = %q, want %q", tt.dsn, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestTwoInstancesRevoke runs two servers on one PostgreSQL database, as
+// behind a load balancer: a key revoked through instance A stops working
+// at instance B, whose cache had it, as soon as B hears A's notification.
+// It measures how long that takes over several keys.
+func TestTwoInstancesRevoke(t *testing.T) {
+	t.Parallel()
+	dsn := postgresDSN(t)
+	args := []string{"-addr", "127.0.0.1:0", "-postgres", dsn}
+	a := startRun(t, nil, args...)
+	m := keyLine("halfred").FindStringSubmatch(a.stdout.String())
+	if m == nil {
+		t.Fatalf("instance A: stdout = %q, want \"API key: halfred_…\"", a.stdout)
+	}
+	admin := m[1]
+	b := startRun(t, nil, args...)
+	defer stopRun(t, b)
+	defer stopRun(t, a)
+
+	const trials = 20
+	var lat []time.Duration
+	for i := range trials {
+		status, created := postJSON(t, a.addr, "/v1/keys", admin, `{"name":"k`+strconv.Itoa(i)+`","scopes":["models:read"]}`)
+		if status != http.StatusCreated {
+			t.Fatalf("POST /v1/keys on A = %d %v", status, created)
+		}
+		key, _ := created["key"].(string)
+		id, _ := created["id"].(string)
+		for range 2 { // the second is served from B's cache
+			if got := get(t, b.addr, "/v1/me", key); got != http.StatusOK {
+				t.Fatalf("B: GET /v1/me with a new key = %d", got)
+			}
+		}
+		req, err := http.NewRequest(http.MethodDelete, "http://"+a.addr+"/v1/keys/"+id, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+admin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusNoContent {
+			t.Fatalf("DELETE on A = %d", res.StatusCode)
+		}
+		revoked := time.Now()
+		for get(t, b.addr, "/v1/me", key) != http.StatusUnauthorized {
+			if time.Since(revoked) > 2*time.Second {
+				t.Fatalf("B still accepts a key revoked through A 2 s ago")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		lat = append(lat, time.Since(revoked))
+	}
+	slices.Sort(lat)
+	p50, max := lat[len(lat)/2], lat[len(lat)-1]
+	t.Logf("revoke through A → 401 at B: p50 %v, max %v over %d keys", p50, max, trials)
+	// The feed's latency on loopback is a few milliseconds; allow for a
+	// loaded CI machine, but not for the cache TTL (10 s) or StaleAfter (5 s).
+	if max > time.Second {
+		t.Errorf("slowest revocation took %v, want well under the cache's TTL", max)
 	}
 }
