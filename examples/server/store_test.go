@@ -1,14 +1,9 @@
 package main
 
 import (
-	"context"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
+	"github.com/keygate/keygate/keystore/sqlstore/pgtest"
 	"net/http"
-	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -123,56 +118,11 @@ func postJSON(t *testing.T, addr, path, cred, body string) (int, map[string]any)
 	return res.StatusCode, out
 }
 
-// postgresDSN returns the DSN of a fresh schema in the test database named
-// by KEYGATE_POSTGRES_DSN, dropped in t.Cleanup. It skips the test when
-// the variable is unset or the server unreachable, unless CI=true: then it
-// fails.
+// postgresDSN returns the DSN of a fresh schema in the test database
+// named by KEYGATE_POSTGRES_DSN (see pgtest.DSN).
 func postgresDSN(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv("KEYGATE_POSTGRES_DSN")
-	ci := os.Getenv("CI") == "true"
-	if dsn == "" {
-		if ci {
-			t.Fatal("CI=true but KEYGATE_POSTGRES_DSN is not set; CI must run the PostgreSQL tests")
-		}
-		t.Skip("KEYGATE_POSTGRES_DSN not set: skipping the PostgreSQL test (set it to e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable)")
-	}
-	admin, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatalf("KEYGATE_POSTGRES_DSN is not a valid DSN: %v", err)
-	}
-	t.Cleanup(func() { admin.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := admin.PingContext(ctx); err != nil {
-		if ci {
-			t.Fatalf("PostgreSQL at KEYGATE_POSTGRES_DSN is unreachable: %v", err)
-		}
-		t.Skipf("PostgreSQL at KEYGATE_POSTGRES_DSN is unreachable, skipping: %v", err)
-	}
-	b := make([]byte, 8)
-	rand.Read(b)
-	schema := "kg_example_" + hex.EncodeToString(b)
-	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("CREATE SCHEMA: %v", err)
-	}
-	t.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("DROP SCHEMA %s: %v", schema, err)
-		}
-	})
-	// search_path makes every pooled connection use the schema.
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			t.Fatalf("KEYGATE_POSTGRES_DSN: %v", err)
-		}
-		q := u.Query()
-		q.Set("search_path", schema)
-		u.RawQuery = q.Encode()
-		return u.String()
-	}
-	return dsn + " search_path=" + schema
+	return pgtest.DSN(t, "kg_example_")
 }
 
 func TestDSNPassword(t *testing.T) {
