@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"io"
 	"log/slog"
 	"math/big"
@@ -633,7 +634,7 @@ func TestRemoteKeySetKeepsKeysWhenFetchFails(t *testing.T) {
 			t.Parallel()
 			srv := newJWKSServer(t, jwks(canary()))
 			clock := newFakeClock()
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			s := newRemote(t, srv, clock, token.WithRemoteLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 			srv.set(c.status, c.body)
 			clock.Advance(10 * time.Second)
@@ -873,7 +874,7 @@ func TestRemoteKeySetCloseReleasesWaiters(t *testing.T) {
 func TestRemoteKeySetLogsNoSecrets(t *testing.T) {
 	t.Parallel()
 	srv := newJWKSServer(t, jwks(canary(), with(canary(), "kid", "priv", "d", "c2VjcmV0LWtleS1tYXRlcmlhbA")))
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	u := strings.Replace(srv.URL, "http://", "http://user:hunter2@", 1)
 	s, err := token.NewRemoteKeySet(t.Context(), u, token.WithRemoteLogger(slog.New(slog.NewTextHandler(&logs, nil))),
 		token.WithRefreshInterval(time.Hour))
@@ -908,23 +909,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // bodyTransport answers every request with one body, in memory.

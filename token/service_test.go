@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"log/slog"
 	"slices"
 	"strings"
@@ -22,24 +23,6 @@ import (
 
 const svcIssuer = "https://api.example.test"
 
-// svcLogs collects log output safely across goroutines.
-type svcLogs struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *svcLogs) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *svcLogs) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // svcFixture is a Service wired as in production: a keystore.Manager for
 // API keys and as the KeyChecker, a real Issuer and Verifier, memory
 // stores, a fake clock shared by all of them, and one API key.
@@ -51,7 +34,7 @@ type svcFixture struct {
 	refresh  *MemoryRefreshStore
 	revs     *MemoryRevocations
 	svc      *Service
-	logs     *svcLogs
+	logs     *syncbuf.Buffer
 
 	apiKey    string         // plaintext of the key
 	principal auth.Principal // the key's principal, as the Guard gives it
@@ -73,7 +56,7 @@ type svcOptions struct {
 func newSvcFixture(t testing.TB, o svcOptions) *svcFixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &svcFixture{clock: newSvcClock(), logs: &svcLogs{}, refresh: NewMemoryRefreshStore()}
+	f := &svcFixture{clock: newSvcClock(), logs: &syncbuf.Buffer{}, refresh: NewMemoryRefreshStore()}
 	f.revs = NewMemoryRevocations(WithRevocationsClock(f.clock.Now))
 	quiet := slog.New(slog.DiscardHandler)
 	var err error

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"io"
 	"net"
 	"net/http"
@@ -29,7 +30,7 @@ import (
 
 // started is a server started by runEnv in the background.
 type started struct {
-	stdout, stderr *syncBuffer
+	stdout, stderr *syncbuf.Buffer
 	addr           string
 	done           chan error
 	stop           context.CancelFunc
@@ -44,7 +45,7 @@ func startRun(t *testing.T, env map[string]string, args ...string) *started {
 		args = append([]string{"-db", filepath.Join(t.TempDir(), "keygate.db")}, args...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &started{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1), stop: cancel}
+	s := &started{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}, done: make(chan error, 1), stop: cancel}
 	getenv := func(k string) string { return env[k] }
 	go func() { s.done <- runEnv(ctx, args, getenv, s.stdout, s.stderr) }()
 	t.Cleanup(func() {
@@ -231,7 +232,7 @@ func TestRunErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var stdout, stderr syncBuffer
+			var stdout, stderr syncbuf.Buffer
 			getenv := func(k string) string { return tt.env[k] }
 			args := tt.args
 			if !slices.Contains(args, "-db") && !slices.Contains(args, "-postgres") {

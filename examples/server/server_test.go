@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/keygate/keygate/internal/syncbuf"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -88,24 +88,6 @@ func (f *flakyStore) Replace(ctx context.Context, oldID string, at time.Time, ne
 	return f.MemoryStore.Replace(ctx, oldID, at, next)
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // env is a server under test, behind a real HTTP listener.
 type env struct {
 	t     *testing.T
@@ -113,7 +95,7 @@ type env struct {
 	url   string
 	clock *testclock.Clock
 	store *flakyStore
-	logs  *syncBuffer
+	logs  *syncbuf.Buffer
 	root  string // the bootstrap key
 	// rootID is the bootstrap key's ID. The bootstrap key is issued an
 	// hour before epoch, so it comes first in every list.
@@ -135,7 +117,7 @@ func newEnvWith(t *testing.T, configure func(*config)) *env {
 		t:     t,
 		clock: testclock.New(epoch.Add(-time.Hour)),
 		store: &flakyStore{MemoryStore: keystore.NewMemoryStore()},
-		logs:  &syncBuffer{},
+		logs:  &syncbuf.Buffer{},
 	}
 	cfg := config{
 		store:  e.store,
