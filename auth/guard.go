@@ -426,7 +426,7 @@ func RequireScopes(scopes ...string) func(http.Handler) http.Handler {
 // copy of them.
 func checkScopes(scopes []string) []string {
 	for _, s := range scopes {
-		if !validScope(s) {
+		if !ValidScope(s) {
 			panic(fmt.Sprintf("auth: RequireScopes: invalid scope %q: a scope is printable ASCII without spaces, double quotes or backslashes", s))
 		}
 	}

@@ -316,7 +316,7 @@ func scopeChallenge(scopes []string) string {
 	b.WriteString(`Bearer error="insufficient_scope"`)
 	first := true
 	for _, s := range scopes {
-		if !validScope(s) {
+		if !ValidScope(s) {
 			continue
 		}
 		if first {
@@ -346,10 +346,11 @@ func retryAfter(d time.Duration) string {
 	return strconv.FormatInt(secs, 10)
 }
 
-// validScope reports whether s is an RFC 6749 §3.3 scope-token:
-// 1*( %x21 / %x23-5B / %x5D-7E ), which can be written inside a quoted
-// string without escaping.
-func validScope(s string) bool {
+// ValidScope reports whether s is an RFC 6749 §3.3 scope-token:
+// 1*( %x21 / %x23-5B / %x5D-7E ), printable ASCII without spaces, double
+// quotes or backslashes, which can be written inside a quoted string
+// without escaping. The empty string is not a scope.
+func ValidScope(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -154,11 +154,11 @@ func TestValidScope(t *testing.T) {
 	t.Parallel()
 	for c := 0; c < 256; c++ {
 		want := c == 0x21 || (c >= 0x23 && c <= 0x5b) || (c >= 0x5d && c <= 0x7e)
-		if got := validScope(string([]byte{byte(c)})); got != want {
-			t.Errorf("validScope(%q) = %v, want %v", byte(c), got, want)
+		if got := ValidScope(string([]byte{byte(c)})); got != want {
+			t.Errorf("ValidScope(%q) = %v, want %v", byte(c), got, want)
 		}
 	}
-	if validScope("") {
+	if ValidScope("") {
 		t.Error("empty scope is valid")
 	}
 }

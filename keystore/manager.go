@@ -297,17 +297,10 @@ func normalizeScopes(in []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
+// validScope reports whether s is a scope a key may carry: an RFC 6749
+// scope token ([auth.ValidScope]) of at most 128 bytes.
 func validScope(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
+	return len(s) <= 128 && auth.ValidScope(s)
 }
 
 // Verify checks a presented key: its format (offline, before any store

@@ -291,26 +291,12 @@ func grantScopes(p auth.Principal, requested []string) ([]string, error) {
 	}
 	out := slices.Clone(requested)
 	for _, s := range out {
-		if !validScopeToken(s) {
+		if !auth.ValidScope(s) {
 			return nil, fmt.Errorf("%w: scope %q is not a scope token", ErrInvalidConfig, s)
 		}
 	}
 	slices.Sort(out)
 	return slices.Compact(out), nil
-}
-
-// validScopeToken reports whether s is an RFC 6749 §3.3 scope token:
-// printable ASCII without spaces, double quotes or backslashes.
-func validScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 // KeySet returns the keys that verify the Issuer's tokens: its signing
