@@ -288,12 +288,19 @@ func (bc *bodyCache) get(c *errorClass, msg string) []byte {
 	return b
 }
 
-// renderBody returns the JSON body of an error response, with a trailing
-// newline.
+// renderBody returns the JSON body of an error response of class c.
 func renderBody(c *errorClass, msg string) []byte {
-	body, err := json.Marshal(errorBody{errorDetail{Message: msg, Type: c.typ, Code: c.code}})
+	return ErrorBody(msg, c.typ, c.code)
+}
+
+// ErrorBody renders the project's JSON error body,
+// {"error":{"message":…,"type":…,"code":…}}, with a trailing newline, for
+// handlers outside this package that answer in the same shape. The message
+// must not contain a credential.
+func ErrorBody(message, typ, code string) []byte {
+	body, err := json.Marshal(errorBody{errorDetail{Message: message, Type: typ, Code: code}})
 	if err != nil {
-		// Marshalling three strings cannot fail; keep the status anyway.
+		// Marshalling three strings cannot fail; keep the shape anyway.
 		body = []byte(`{"error":{"type":"api_error","code":"internal_error"}}`)
 	}
 	return append(body, '\n')

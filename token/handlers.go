@@ -37,38 +37,21 @@ func newResponses(realm string) *responses {
 		allowPost:   one(http.MethodPost),
 		challenge:   one(`Bearer realm="` + realm + `", error="invalid_token"`),
 
-		methodNotAllowed: errorJSON("This endpoint accepts only POST.",
+		methodNotAllowed: auth.ErrorBody("This endpoint accepts only POST.",
 			"invalid_request_error", "method_not_allowed"),
-		tooLarge: errorJSON("The request body is larger than 1 MiB.",
+		tooLarge: auth.ErrorBody("The request body is larger than 1 MiB.",
 			"invalid_request_error", "request_too_large"),
-		badTokenBody: errorJSON(`The request body must be empty or a JSON object such as {"scopes":["models:read"]}, with no other fields.`,
+		badTokenBody: auth.ErrorBody(`The request body must be empty or a JSON object such as {"scopes":["models:read"]}, with no other fields.`,
 			"invalid_request_error", "invalid_request"),
-		badRefreshBody: errorJSON(`The request body must be a JSON object {"refresh_token":"…"} holding the refresh token, with no other fields.`,
+		badRefreshBody: auth.ErrorBody(`The request body must be a JSON object {"refresh_token":"…"} holding the refresh token, with no other fields.`,
 			"invalid_request_error", "invalid_request"),
-		notRefreshToken: errorJSON("The refresh_token is not a refresh token of this service.",
+		notRefreshToken: auth.ErrorBody("The refresh_token is not a refresh token of this service.",
 			"invalid_request_error", "invalid_grant"),
-		accessTokenAsRefresh: errorJSON("The refresh_token is an access token: send the refresh_token of the token response instead.",
+		accessTokenAsRefresh: auth.ErrorBody("The refresh_token is an access token: send the refresh_token of the token response instead.",
 			"invalid_request_error", "invalid_grant"),
-		invalidGrant: errorJSON("The refresh token is invalid, expired, revoked or already used. Exchange an API key for a new token pair.",
+		invalidGrant: auth.ErrorBody("The refresh token is invalid, expired, revoked or already used. Exchange an API key for a new token pair.",
 			"authentication_error", "invalid_grant"),
 	}
-}
-
-// errorJSON renders an error body, {"error":{"message","type","code"}},
-// with a trailing newline.
-func errorJSON(message, typ, code string) []byte {
-	type detail struct {
-		Message string `json:"message"`
-		Type    string `json:"type"`
-		Code    string `json:"code"`
-	}
-	b, err := json.Marshal(struct {
-		Error detail `json:"error"`
-	}{detail{message, typ, code}})
-	if err != nil {
-		panic(err) // three strings always marshal
-	}
-	return append(b, '\n')
 }
 
 // TokenHandler returns the handler of the exchange endpoint (POST
@@ -291,7 +274,7 @@ func (s *Service) fail(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Service) writePair(w http.ResponseWriter, pair Pair) {
 	body, err := json.Marshal(pair)
 	if err != nil {
-		s.writeError(w, http.StatusInternalServerError, errorJSON("The server failed to encode the tokens.", "api_error", "internal_error"))
+		s.writeError(w, http.StatusInternalServerError, auth.ErrorBody("The server failed to encode the tokens.", "api_error", "internal_error"))
 		return
 	}
 	h := w.Header()
