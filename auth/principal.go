@@ -50,6 +50,11 @@ type Principal struct {
 	// Hint is a masked form of the credential that is safe to log, such
 	// as halfred_…a1B2. It never holds the credential itself.
 	Hint string
+	// RateLimit is this credential's own rate limit, overriding the
+	// Guard's limit for its method; the zero Limit means "use the
+	// method's limit". The keystore Manager copies it from the key's
+	// record.
+	RateLimit Limit
 }
 
 // HasScope reports whether p carries scope. A nil Principal has no scopes.
