@@ -4,247 +4,85 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/token"
+	"github.com/keygate/keygate/token/tokentest"
 )
 
 // rsDigest returns a distinct digest for each name.
 func rsDigest(name string) keystore.Digest { return sha256.Sum256([]byte("refresh " + name)) }
 
-// rsRecord returns a refresh record of family fam issued at now, expiring
-// an hour later.
+// rsRecord returns a record with only what a store requires: a digest
+// for name, family fam, and an expiry an hour after now, when it is
+// issued.
 func rsRecord(name, fam string, now time.Time) token.RefreshRecord {
-	return token.RefreshRecord{
-		Digest:    rsDigest(name),
-		Family:    fam,
-		KeyID:     "key_1",
-		Project:   "default",
-		Scopes:    []string{"chat:write", "models:read"},
-		IssuedAt:  now,
-		ExpiresAt: now.Add(time.Hour),
-	}
+	return token.RefreshRecord{Digest: rsDigest(name), Family: fam, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
 }
 
 // rsNow is a fixed time with a whole number of microseconds.
 var rsNow = time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC)
 
-func TestRefreshCreate(t *testing.T) {
+// The contracts of token.RefreshStore and token.Revocations are checked
+// by the tokentest suites; the tests below them are of what only this
+// store does: rejecting invalid records, dropping expired rows, and
+// reporting a lost database as a back-end error.
+
+func TestSQLiteRefreshConformance(t *testing.T) {
 	t.Parallel()
-	now := rsNow
-	noDigest := rsRecord("a", "f", now)
-	noDigest.Digest = keystore.Digest{}
-	noExpiry := rsRecord("a", "f", now)
-	noExpiry.ExpiresAt = time.Time{}
-	tests := []struct {
-		name    string
-		setup   []token.RefreshRecord
-		rec     token.RefreshRecord
-		wantErr error // nil, a sentinel, or errInvalidRefreshRecord
-	}{
-		{"new", nil, rsRecord("a", "f", now), nil},
-		{"second of a family", []token.RefreshRecord{rsRecord("a", "f", now)}, rsRecord("b", "f", now), nil},
-		{"duplicate digest", []token.RefreshRecord{rsRecord("a", "f", now)}, rsRecord("a", "g", now), keystore.ErrExists},
-		{"no digest", nil, noDigest, errInvalidRefreshRecord},
-		{"no family", nil, rsRecord("a", "", now), errInvalidRefreshRecord},
-		{"no expiry", nil, noExpiry, errInvalidRefreshRecord},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			dialects(t, func(t *testing.T, s *Store) {
-				ctx := t.Context()
-				for _, r := range tt.setup {
-					if err := s.CreateRefresh(ctx, r); err != nil {
-						t.Fatal(err)
-					}
-				}
-				err := s.CreateRefresh(ctx, tt.rec)
-				if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
-					t.Fatalf("CreateRefresh = %v, want %v", err, tt.wantErr)
-				}
-				var n int
-				if err := s.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM refresh_tokens").Scan(&n); err != nil {
-					t.Fatal(err)
-				}
-				if want := len(tt.setup) + map[bool]int{true: 1}[err == nil]; n != want {
-					t.Fatalf("store holds %d records, want %d", n, want)
-				}
-			})
-		})
-	}
+	tokentest.RunRefreshStore(t, func(t *testing.T) token.RefreshStore { return newSQLiteStore(t) })
 }
 
-func TestRefreshSpend(t *testing.T) {
+func TestPostgresRefreshConformance(t *testing.T) {
 	t.Parallel()
-	now := rsNow
-	later := now.Add(time.Minute)
-	tests := []struct {
-		name      string
-		setup     func(t *testing.T, s *Store)
-		spend     string
-		at        time.Time
-		wantErr   error
-		wantSpent time.Time
-		wantRevok bool
-	}{
-		{
-			name:      "fresh",
-			setup:     func(t *testing.T, s *Store) { mustCreateRefresh(t, s, rsRecord("a", "f", now)) },
-			spend:     "a",
-			at:        later,
-			wantSpent: later,
-		},
-		{
-			name:    "unknown",
-			setup:   func(t *testing.T, s *Store) { mustCreateRefresh(t, s, rsRecord("a", "f", now)) },
-			spend:   "b",
-			at:      later,
-			wantErr: keystore.ErrNotFound,
-		},
-		{
-			name: "already spent: first time kept",
-			setup: func(t *testing.T, s *Store) {
-				mustCreateRefresh(t, s, rsRecord("a", "f", now))
-				if _, err := s.SpendRefresh(t.Context(), rsDigest("a"), now); err != nil {
-					t.Fatal(err)
-				}
-			},
-			spend:     "a",
-			at:        later,
-			wantErr:   token.ErrRefreshReused,
-			wantSpent: now,
-		},
-		{
-			name: "family revoked: spent, reported",
-			setup: func(t *testing.T, s *Store) {
-				mustCreateRefresh(t, s, rsRecord("a", "f", now))
-				mustRevokeFamily(t, s, "f", now)
-			},
-			spend:     "a",
-			at:        later,
-			wantSpent: later,
-			wantRevok: true,
-		},
-		{
-			name: "record created after its family was revoked",
-			setup: func(t *testing.T, s *Store) {
-				mustCreateRefresh(t, s, rsRecord("a", "f", now))
-				mustRevokeFamily(t, s, "f", now)
-				mustCreateRefresh(t, s, rsRecord("b", "f", now))
-			},
-			spend:     "b",
-			at:        later,
-			wantSpent: later,
-			wantRevok: true,
-		},
-		{
-			name: "other family revoked",
-			setup: func(t *testing.T, s *Store) {
-				mustCreateRefresh(t, s, rsRecord("a", "f", now))
-				mustCreateRefresh(t, s, rsRecord("b", "g", now))
-				mustRevokeFamily(t, s, "g", now)
-			},
-			spend:     "a",
-			at:        later,
-			wantSpent: later,
-		},
-		{
-			name:      "expired but not forgotten: the caller judges",
-			setup:     func(t *testing.T, s *Store) { mustCreateRefresh(t, s, rsRecord("a", "f", now)) },
-			spend:     "a",
-			at:        now.Add(2 * time.Hour),
-			wantSpent: now.Add(2 * time.Hour),
-		},
-		{
-			name: "expired and forgotten by a later create",
-			setup: func(t *testing.T, s *Store) {
-				mustCreateRefresh(t, s, rsRecord("a", "f", now))
-				mustCreateRefresh(t, s, rsRecord("b", "g", now.Add(time.Hour)))
-			},
-			spend:   "a",
-			at:      now.Add(time.Hour),
-			wantErr: keystore.ErrNotFound,
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			dialects(t, func(t *testing.T, s *Store) {
-				ctx := t.Context()
-				tt.setup(t, s)
-				rec, err := s.SpendRefresh(ctx, rsDigest(tt.spend), tt.at)
-				if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
-					t.Fatalf("SpendRefresh = %v, want %v", err, tt.wantErr)
-				}
-				if errors.Is(err, keystore.ErrNotFound) {
-					return
-				}
-				if rec.Digest != rsDigest(tt.spend) || rec.KeyID != "key_1" || rec.Project != "default" ||
-					!slices.Equal(rec.Scopes, []string{"chat:write", "models:read"}) ||
-					!rec.IssuedAt.Equal(now) || !rec.ExpiresAt.Equal(now.Add(time.Hour)) {
-					t.Fatalf("record = %+v", rec)
-				}
-				if !rec.SpentAt.Equal(tt.wantSpent) {
-					t.Errorf("SpentAt = %v, want %v", rec.SpentAt, tt.wantSpent)
-				}
-				if got := !rec.RevokedAt.IsZero(); got != tt.wantRevok {
-					t.Errorf("RevokedAt = %v, want revoked %v", rec.RevokedAt, tt.wantRevok)
-				}
-				// Whatever happened, the token is spent now.
-				if _, err := s.SpendRefresh(ctx, rsDigest(tt.spend), tt.at); !errors.Is(err, token.ErrRefreshReused) {
-					t.Errorf("second spend = %v, want ErrRefreshReused", err)
-				}
-			})
-		})
-	}
+	s := newPostgresStore(t) // one schema, shared by the subtests
+	tokentest.RunRefreshStore(t, func(*testing.T) token.RefreshStore { return s })
 }
 
-func TestRefreshRevokeFamily(t *testing.T) {
+func TestRevocationsConformance(t *testing.T) {
 	t.Parallel()
 	dialects(t, func(t *testing.T, s *Store) {
+		tokentest.RunRevocations(t, func(_ *testing.T, now func() time.Time) token.Revocations {
+			return s.Revocations().WithClock(now)
+		})
+	})
+}
+
+// TestRefreshCreateInvalid: a record without a digest, a family or an
+// expiry is refused with an error that matches no sentinel, and stores
+// nothing.
+func TestRefreshCreateInvalid(t *testing.T) {
+	t.Parallel()
+	noDigest := rsRecord("a", "f", rsNow)
+	noDigest.Digest = keystore.Digest{}
+	noExpiry := rsRecord("a", "f", rsNow)
+	noExpiry.ExpiresAt = time.Time{}
+	tests := []struct {
+		name string
+		rec  token.RefreshRecord
+	}{
+		{"no digest", noDigest},
+		{"no family", rsRecord("a", "", rsNow)},
+		{"no expiry", noExpiry},
+	}
+	dialects(t, func(t *testing.T, s *Store) {
 		ctx := t.Context()
-		now := rsNow
-		for _, r := range []token.RefreshRecord{rsRecord("a", "f", now), rsRecord("b", "f", now), rsRecord("c", "g", now)} {
-			mustCreateRefresh(t, s, r)
-		}
-		for _, st := range []struct {
-			name   string
-			family string
-			at     time.Time
-		}{
-			{"unknown family", "nope", now},
-			{"first revocation", "f", now.Add(2 * time.Second)},
-			{"again later: earlier time kept", "f", now.Add(3 * time.Second)},
-			{"again earlier: earlier time taken", "f", now.Add(time.Second)},
-		} {
-			if err := s.RevokeFamily(ctx, st.family, st.at); err != nil {
-				t.Fatalf("%s: RevokeFamily = %v", st.name, err)
+		for _, tt := range tests {
+			err := s.CreateRefresh(ctx, tt.rec)
+			if !errors.Is(err, errInvalidRefreshRecord) || errors.Is(err, keystore.ErrExists) || errors.Is(err, keystore.ErrNotFound) {
+				t.Errorf("%s: CreateRefresh = %v, want errInvalidRefreshRecord and no sentinel", tt.name, err)
 			}
 		}
-		for _, c := range []struct {
-			family string
-			want   bool
-		}{{"f", true}, {"g", false}, {"nope", false}} {
-			if got, err := s.FamilyRevoked(ctx, c.family); err != nil || got != c.want {
-				t.Errorf("FamilyRevoked(%q) = %v, %v; want %v", c.family, got, err, c.want)
+		for _, table := range []string{"refresh_tokens", "refresh_families"} {
+			var n int
+			if err := s.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM "+table).Scan(&n); err != nil {
+				t.Fatal(err)
 			}
-		}
-		var fams int
-		if err := s.DB().QueryRowContext(ctx, "SELECT COUNT(*) FROM refresh_families").Scan(&fams); err != nil {
-			t.Fatal(err)
-		}
-		if fams != 2 {
-			t.Errorf("families = %d, want 2: revoking an unknown family must not create it", fams)
-		}
-		rec, err := s.SpendRefresh(ctx, rsDigest("b"), now.Add(time.Minute))
-		if err != nil || !rec.RevokedAt.Equal(now.Add(time.Second)) {
-			t.Fatalf("SpendRefresh = %+v, %v; want RevokedAt %v", rec, err, now.Add(time.Second))
+			if n != 0 {
+				t.Errorf("%s holds %d rows after refused records, want 0", table, n)
+			}
 		}
 	})
 }
@@ -280,90 +118,9 @@ func TestRefreshBounded(t *testing.T) {
 		if _, err := s.SpendRefresh(ctx, live.Digest, now.Add(time.Hour)); err != nil {
 			t.Fatalf("live record lost: %v", err)
 		}
-	})
-}
-
-// TestRefreshConcurrentSpend spends one token from 20 goroutines at once:
-// exactly one succeeds, every other sees the reuse.
-func TestRefreshConcurrentSpend(t *testing.T) {
-	t.Parallel()
-	dialects(t, func(t *testing.T, s *Store) {
-		ctx := t.Context()
-		mustCreateRefresh(t, s, rsRecord("a", "f", rsNow))
-		const n = 20
-		var (
-			wg         sync.WaitGroup
-			start      = make(chan struct{})
-			ok, reused atomic.Int64
-		)
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, err := s.SpendRefresh(ctx, rsDigest("a"), rsNow.Add(time.Duration(i)*time.Microsecond))
-				switch {
-				case err == nil:
-					ok.Add(1)
-				case errors.Is(err, token.ErrRefreshReused):
-					reused.Add(1)
-				default:
-					t.Errorf("concurrent SpendRefresh: %v", err)
-				}
-			}()
+		if _, err := s.SpendRefresh(ctx, rsDigest("old1"), now.Add(time.Hour)); !errors.Is(err, keystore.ErrNotFound) {
+			t.Fatalf("expired record: %v, want keystore.ErrNotFound", err)
 		}
-		close(start)
-		wg.Wait()
-		if ok.Load() != 1 || reused.Load() != n-1 {
-			t.Errorf("%d succeeded, %d reused; want 1 and %d", ok.Load(), reused.Load(), n-1)
-		}
-	})
-}
-
-func TestRevocations(t *testing.T) {
-	t.Parallel()
-	dialects(t, func(t *testing.T, s *Store) {
-		ctx := t.Context()
-		now := rsNow
-		clock := now
-		rv := s.Revocations().WithClock(func() time.Time { return clock })
-		steps := []struct {
-			name      string
-			jti       string
-			expiresAt time.Time
-		}{
-			{"live token", "t1", now.Add(time.Hour)},
-			{"again, earlier expiry: later kept", "t1", now.Add(time.Minute)},
-			{"short-lived token", "t2", now.Add(time.Second)},
-			{"long expired: not recorded", "t3", now.Add(-time.Hour)},
-			{"session", "sid:abc", now.Add(time.Hour)},
-		}
-		for _, st := range steps {
-			if err := rv.Revoke(ctx, st.jti, st.expiresAt); err != nil {
-				t.Fatalf("%s: Revoke = %v", st.name, err)
-			}
-		}
-		if err := rv.Revoke(ctx, "", now); err == nil {
-			t.Error("Revoke of an empty ID: no error")
-		}
-		check := func(when string, want map[string]bool) {
-			t.Helper()
-			for jti, w := range want {
-				got, err := rv.IsRevoked(ctx, jti)
-				if err != nil || got != w {
-					t.Errorf("%s: IsRevoked(%q) = %v, %v; want %v", when, jti, got, err, w)
-				}
-			}
-		}
-		check("at once", map[string]bool{"t1": true, "t2": true, "t3": false, "sid:abc": true, "t4": false})
-
-		// Past t2's expiry plus the slack, the next Revoke drops t2 but
-		// keeps t1, whose later expiry was kept.
-		clock = now.Add(time.Minute + token.RevocationSlack + time.Second)
-		if err := rv.Revoke(ctx, "t4", now.Add(2*time.Hour)); err != nil {
-			t.Fatal(err)
-		}
-		check("after pruning", map[string]bool{"t1": true, "t2": false, "sid:abc": true, "t4": true})
 	})
 }
 
@@ -388,12 +145,5 @@ func mustCreateRefresh(t *testing.T, s *Store, r token.RefreshRecord) {
 	t.Helper()
 	if err := s.CreateRefresh(t.Context(), r); err != nil {
 		t.Fatalf("CreateRefresh: %v", err)
-	}
-}
-
-func mustRevokeFamily(t *testing.T, s *Store, fam string, at time.Time) {
-	t.Helper()
-	if err := s.RevokeFamily(t.Context(), fam, at); err != nil {
-		t.Fatalf("RevokeFamily: %v", err)
 	}
 }
