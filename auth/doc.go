@@ -80,10 +80,61 @@
 //
 //	guard, err := auth.New(auth.Dispatch(tokens, manager))
 //
+// # Rate limits
+//
+// [WithRateLimits] makes the middleware enforce [RateLimits], kept by a
+// [Limiter]: [MemoryLimiter] (GCRA, in memory, bounded, for one instance)
+// or a shared one such as the Redis limiter of the nested module
+// keygate/auth/redislimit. [DefaultRateLimits] gives 600 requests a minute
+// per API key, 1,200 per key's access tokens, and 20 failed
+// authentications a minute per client address:
+//
+//	limiter, err := auth.NewMemoryLimiter()
+//	guard, err := auth.New(manager, auth.WithRateLimits(auth.DefaultRateLimits(limiter)))
+//	mux.Handle("POST /v1/auth/token", guard.RequireScopes("tokens:issue")(
+//		guard.Limit(auth.PerMinute("token_exchange", 10))(tokenHandler)))
+//
+// Budgets are keyed on what was verified, never on what was sent: a
+// principal's key ID (an external identity provider's subject, under a
+// name of its own, when there is no key ID), and for failures the
+// client's address ([WithClientAddr]; IPv6 grouped by /64). A forged,
+// unknown or truncated key therefore spends only its sender's failure
+// budget, never the real key's. The failure budget is peeked at before the
+// credential is read, so once it is spent a brute-force flood is refused
+// with 429 at the cost of a map lookup, without hashing or a store call. A
+// key's own limit, [Principal.RateLimit] (stored on the key's record),
+// replaces its method's.
+//
+// Refused requests get 429 with Retry-After. Every response to a limited
+// request carries the RateLimit-Policy and RateLimit header fields of
+// draft-ietf-httpapi-ratelimit-headers-11, such as
+//
+//	RateLimit-Policy: "api_key";q=600;w=60
+//	RateLimit: "api_key";r=599;t=1
+//
+// When the Limiter fails, the Guard fails open by default (the request
+// proceeds unlimited, and the failure is logged at most once every 10
+// seconds), or closed with [RateLimits.FailClosed] (503). Failing open is
+// the default because the limiter protects capacity, not access: a Redis
+// outage should not take the API down with it. On a successful request
+// the limits cost a peek and a spend in the Limiter and one allocation
+// (the RateLimit value); BenchmarkMiddlewareLimits in package keystore
+// measures them.
+//
+// # Observing
+//
+// [WithObserver] makes the middleware report an [Event] for every request
+// it authenticates, fails or rate-limits, to an [Observer]: an audit log
+// ([NewSlogObserver]), metrics, usage counters. Events hold the masked
+// credential (its hint), never the credential. Reporting to an Observer
+// that does not allocate allocates nothing; without one, nothing is
+// measured.
+//
 // # Concurrency
 //
-// A Guard, the built-in extractors and the error handlers are immutable
-// and safe for concurrent use. On success the middleware allocates twice
+// A Guard, the built-in extractors, the error handlers and [MemoryLimiter]
+// are safe for concurrent use. On success the middleware allocates twice
 // per request: the context that carries the Principal and the request that
-// carries the context.
+// carries the context; three times with rate limits (the RateLimit
+// value).
 package auth

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -26,8 +27,11 @@ type Guard struct {
 	extractors []extractor
 	max        int
 	handler    ErrorHandler
-	json       *jsonErrors  // the default handler's renderer; nil with WithErrorHandler
-	logger     *slog.Logger // nil: slog.Default() when logging
+	json       *jsonErrors                    // the default handler's renderer; nil with WithErrorHandler
+	logger     *slog.Logger                   // nil: slog.Default() when logging
+	limits     *guardLimits                   // nil: no rate limits
+	addrFunc   func(*http.Request) netip.Addr // nil: parse RemoteAddr
+	observer   Observer                       // nil: report nothing
 }
 
 // extractor is an Extractor with its capped form found once, at New.
@@ -43,6 +47,9 @@ type config struct {
 	max        int
 	handler    ErrorHandler
 	logger     *slog.Logger
+	limits     *guardLimits
+	clientAddr func(*http.Request) netip.Addr
+	observer   Observer
 	err        error
 }
 
@@ -149,7 +156,9 @@ func WithLogger(l *slog.Logger) Option {
 // By default the Guard reads the credential from the Authorization header
 // ([BearerExtractor]) and from the api-key header ([HeaderExtractor]),
 // accepts credentials of up to 8192 bytes, answers failures with
-// [JSONErrorHandler]("api"), and logs 5xx failures to [slog.Default].
+// [JSONErrorHandler]("api"), logs 5xx failures to [slog.Default], applies
+// no rate limits ([WithRateLimits]) and reports to no [Observer]
+// ([WithObserver]).
 func New(a Authenticator, opts ...Option) (*Guard, error) {
 	c := config{
 		extractors: []Extractor{BearerExtractor(), HeaderExtractor("api-key")},
@@ -170,10 +179,13 @@ func New(a Authenticator, opts ...Option) (*Guard, error) {
 		return nil, c.err
 	}
 	g := &Guard{
-		authn:   a,
-		max:     c.max,
-		handler: c.handler,
-		logger:  c.logger,
+		authn:    a,
+		max:      c.max,
+		handler:  c.handler,
+		logger:   c.logger,
+		limits:   c.limits,
+		addrFunc: c.clientAddr,
+		observer: c.observer,
 	}
 	if g.handler == nil {
 		g.json = newJSONErrors(c.realm)
@@ -325,15 +337,14 @@ func (e *panicError) Error() string {
 // answers and next is not called: no credentials or a bad one 401, a
 // malformed request 400, the Authenticator failing 503, panicking 500. A
 // panic in next is not recovered here. On success the middleware
-// allocates twice: the context and the request copy.
+// allocates twice: the context and the request copy. With
+// [WithRateLimits] it also enforces the rate limits, and with
+// [WithObserver] it reports each request's outcome.
 func (g *Guard) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, cred, err := g.authenticate(r)
-		if err != nil {
-			g.fail(w, r, err, cred)
-			return
+		if r = g.guarded(w, r, false, nil); r != nil {
+			next.ServeHTTP(w, r)
 		}
-		next.ServeHTTP(w, r.WithContext(newContext(r.Context(), p)))
 	})
 }
 
@@ -341,17 +352,15 @@ func (g *Guard) Middleware(next http.Handler) http.Handler {
 // credential at all reaches next unchanged, without a Principal. A request
 // that carries a credential is treated exactly as by [Guard.Middleware]: a
 // bad credential is still 401, a malformed request 400, and a failing
-// Authenticator 503; it never falls back to anonymous access.
+// Authenticator 503; it never falls back to anonymous access. Rate limits
+// ([WithRateLimits]) apply as in Guard.Middleware: a request without a
+// credential reaches next without RateLimit fields and is not reported,
+// but an address that has spent its failure budget is answered 429 with
+// or without a credential.
 func (g *Guard) Optional(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, cred, err := g.authenticate(r)
-		switch {
-		case err == errNoCredentials:
+		if r = g.guarded(w, r, true, nil); r != nil {
 			next.ServeHTTP(w, r)
-		case err != nil:
-			g.fail(w, r, err, cred)
-		default:
-			next.ServeHTTP(w, r.WithContext(newContext(r.Context(), p)))
 		}
 	})
 }
@@ -362,7 +371,11 @@ func (g *Guard) Optional(next http.Handler) http.Handler {
 // checked; otherwise the request is authenticated as by
 // [Guard.Middleware]. A Principal that lacks a scope is answered with 403
 // insufficient_scope, listing scopes in the challenge; the error handler
-// then sees the Principal in the request context.
+// then sees the Principal in the request context. When RequireScopes
+// authenticates the request itself it enforces the Guard's rate limits,
+// before the scope check, and reports to its Observer, as
+// [Guard.Middleware] does; a Principal found in the context was limited
+// and reported by the middleware that put it there.
 //
 // RequireScopes panics if a scope is empty or is not an RFC 6749 scope
 // token (printable ASCII without spaces, double quotes or backslashes):
@@ -379,18 +392,9 @@ func (g *Guard) RequireScopes(scopes ...string) func(http.Handler) http.Handler 
 				next.ServeHTTP(w, r)
 				return
 			}
-			p, cred, err := g.authenticate(r)
-			if err != nil {
-				g.fail(w, r, err, cred)
-				return
+			if r = g.guarded(w, r, false, required); r != nil {
+				next.ServeHTTP(w, r)
 			}
-			serr := scopeError(&p, required)
-			r = r.WithContext(newContext(r.Context(), p))
-			if serr != nil {
-				g.fail(w, r, serr, cred)
-				return
-			}
-			next.ServeHTTP(w, r)
 		})
 	}
 }
@@ -465,8 +469,14 @@ func (g *Guard) fail(w http.ResponseWriter, r *http.Request, err error, cred str
 	if cred != "" {
 		err = redactMessage(err, cred)
 	}
-	c := classify(err)
-	if c.status >= 500 {
+	g.answer(w, r, err, classify(err), cred, true)
+}
+
+// answer answers a failed request whose error has been redacted and
+// classified as c: it logs server-side failures when log is set, and
+// calls the error handler.
+func (g *Guard) answer(w http.ResponseWriter, r *http.Request, err error, c *errorClass, cred string, log bool) {
+	if log && c.status >= 500 {
 		g.log(r, err, c, cred)
 	}
 	if g.json != nil {

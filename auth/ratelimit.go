@@ -1,0 +1,666 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// RateLimits configures the rate limits of a [Guard]; see [WithRateLimits]
+// and [DefaultRateLimits]. The zero RateLimits limits nothing.
+type RateLimits struct {
+	// Limiter keeps the budgets. It is required when any limit is set.
+	Limiter Limiter
+	// APIKey limits each API key, by its key ID, for principals of
+	// MethodAPIKey. The zero Limit means no limit.
+	APIKey Limit
+	// AccessToken limits each API key's access tokens, by the key ID, for
+	// principals of MethodAccessToken; a token of an external identity
+	// provider (no key ID) is limited by its Subject instead, under the
+	// name AccessToken.Name + ".sub", so that a subject and a key ID never
+	// share a budget. The zero Limit means no limit.
+	AccessToken Limit
+	// Failures limits failed authentications per client address: a
+	// request whose credential is invalid (401 invalid_token) or whose
+	// credentials are malformed (400) spends one from its address's
+	// budget, and once the budget is spent every request from that
+	// address is answered 429 before its credential is even read, so a
+	// brute-force flood costs neither hashing nor a store lookup. IPv6
+	// addresses are grouped by /64. The zero Limit means no limit.
+	Failures Limit
+	// FailClosed makes the Guard answer 503 when the Limiter fails. By
+	// default (false) the Guard fails open: the request proceeds as if
+	// it were not limited, and the failure is logged at most once every
+	// 10 seconds.
+	FailClosed bool
+}
+
+// DefaultRateLimits returns the limits keygate recommends, kept by l:
+//
+//	API keys          600 a minute per key ("api_key"), bursts of 600
+//	access tokens   1,200 a minute per key ("access_token"), bursts of 1,200
+//	failures           20 a minute per client address ("auth_failures"),
+//	                   bursts of 20
+//
+// failing open. Twenty failures a minute is well above what a client with
+// a mistyped key produces, and caps a brute-force attempt from one address
+// at about 29,000 guesses a day, against keys of 131 random bits.
+func DefaultRateLimits(l Limiter) RateLimits {
+	return RateLimits{
+		Limiter:     l,
+		APIKey:      PerMinute("api_key", 600),
+		AccessToken: PerMinute("access_token", 1200),
+		Failures:    PerMinute("auth_failures", 20),
+	}
+}
+
+// WithRateLimits makes the Guard's middleware ([Guard.Middleware],
+// [Guard.Optional] and [Guard.RequireScopes]) enforce rl. There are no
+// limits by default.
+//
+// For each request the middleware first peeks at the failure budget of
+// the client's address ([WithClientAddr]); when it is spent the request
+// is answered 429 without reading its credential. Otherwise the request
+// is authenticated; a failure with an invalid credential or a malformed
+// request spends from the address's budget. A request that authenticates
+// spends from its principal's budget: the principal's own
+// [Principal.RateLimit] when set (an invalid one is ignored), or else the
+// limit of its method; a principal of another
+// method, or without a key ID or subject, is not limited. Budgets are
+// keyed on the verified key ID, never on anything the client sent, so a
+// forged or unknown key cannot spend the real key's budget.
+//
+// A refused request is answered 429 with Retry-After by the Guard's
+// [ErrorHandler], with an [*Error] of kind [ErrRateLimited]. Every
+// response to a limited request, allowed or not, carries the
+// RateLimit-Policy and RateLimit header fields of
+// draft-ietf-httpapi-ratelimit-headers-11, such as
+//
+//	RateLimit-Policy: "api_key";q=600;w=60
+//	RateLimit: "api_key";r=599;t=1
+//
+// where q is the limit's Requests, w its Period in seconds (rounded up),
+// r the requests remaining now, and t the seconds (rounded up) until the
+// budget is full again, or, when r is 0, until the next request is
+// allowed. A success carries its principal's limit; a failure the
+// address's failure limit.
+//
+// [Guard.Authenticate] does not apply limits: it is the decision alone.
+// When the Limiter fails, the request proceeds unlimited (fail open, the
+// default, logged at most once every 10 seconds) or is answered 503
+// ([RateLimits.FailClosed]). With limits the middleware allocates once
+// more per successful request (the RateLimit value) when the client
+// address is IPv4 read from RemoteAddr, twice more otherwise.
+//
+// WithRateLimits returns an error from [New] if a limit is invalid
+// ([Limit.Validate]), if a limit is set without a Limiter, or if Failures
+// shares its name with APIKey or AccessToken.
+func WithRateLimits(rl RateLimits) Option {
+	return func(c *config) {
+		limits, err := newGuardLimits(rl)
+		if err != nil {
+			c.fail(err)
+			return
+		}
+		c.limits = limits
+	}
+}
+
+// WithClientAddr sets how the Guard finds a request's client address, for
+// the failure limit of [WithRateLimits] and for [Event.ClientAddr]. The
+// default parses [http.Request.RemoteAddr], the address of the TCP peer;
+// behind a proxy, pass a function that reads the header the proxy sets
+// (and that only the proxy can set). An invalid address means "unknown":
+// such a request is not subject to the failure limit. f must not be nil
+// and must be safe for concurrent use.
+func WithClientAddr(f func(*http.Request) netip.Addr) Option {
+	return func(c *config) {
+		if f == nil {
+			c.fail(errors.New("auth: WithClientAddr: nil function"))
+			return
+		}
+		c.clientAddr = f
+	}
+}
+
+// WithObserver makes the Guard's middleware report to o: an
+// [EventAuthenticated] for each request that authenticates (with the
+// Principal's Method, KeyID, Project, Subject, TokenID, Session and Hint),
+// an [EventAuthFailed] for each that fails (with Err, Status and Hint, the
+// masked credential), and an [EventRateLimited] for each 429 (after the
+// EventAuthenticated of a principal that is over its limit). Every event
+// carries the client address and the time; the first two the time
+// authentication took. [Guard.Optional] reports nothing for a request
+// without a credential. With no observer, the default, nothing is
+// measured. A nil o means no observer.
+func WithObserver(o Observer) Option {
+	return func(c *config) {
+		c.observer = o
+	}
+}
+
+// guardLimits is a Guard's rate-limit configuration, with the header
+// values of each limit built once.
+type guardLimits struct {
+	limiter     Limiter
+	apiKey      *limitPolicy // nil: not limited
+	accessToken *limitPolicy
+	failures    *limitPolicy
+	failClosed  bool
+	overrides   policyCache // policies of Principal.RateLimit
+	logged      logLimiter
+}
+
+// limitPolicy is one Limit with the header values the middleware sends.
+// The slices are shared by every response and must not be modified;
+// net/http does not modify header values in place, and appending to a
+// slice whose capacity is its length copies it.
+type limitPolicy struct {
+	limit   Limit    // as passed to the Limiter for a key ID or an address
+	subject Limit    // as passed for a subject: Name + ".sub"
+	policy  []string // RateLimit-Policy: "name";q=600;w=60
+	prefix  string   // the start of RateLimit: "name";r=
+}
+
+func newLimitPolicy(l Limit) *limitPolicy {
+	if l.IsZero() {
+		return nil
+	}
+	name := l.PolicyName()
+	l.Name = name
+	sub := l
+	sub.Name = name + ".sub"
+	w := (l.Period + time.Second - 1) / time.Second
+	return &limitPolicy{
+		limit:   l,
+		subject: sub,
+		policy:  []string{`"` + name + `";q=` + strconv.Itoa(l.Requests) + ";w=" + strconv.FormatInt(int64(w), 10)},
+		prefix:  `"` + name + `";r=`,
+	}
+}
+
+// value returns the RateLimit field value for d, in one allocation.
+func (p *limitPolicy) value(d Decision) string {
+	var buf [96]byte
+	b := append(buf[:0], p.prefix...)
+	b = strconv.AppendInt(b, int64(d.Remaining), 10)
+	b = append(b, ";t="...)
+	t := d.Reset
+	switch {
+	case !d.Allowed:
+		t = d.RetryAfter
+	case d.Remaining <= 0:
+		// Allowed, and the last: the next request fits when one
+		// interval has come back, Reset less the rest of the burst.
+		t = d.Reset - time.Duration(p.limit.MaxBurst()-1)*p.limit.Interval()
+	}
+	b = strconv.AppendInt(b, ceilSeconds(t), 10)
+	return string(b)
+}
+
+// ceilSeconds returns d in whole seconds, rounded up; 0 for d <= 0.
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+func newGuardLimits(rl RateLimits) (*guardLimits, error) {
+	var errs []error
+	for _, l := range []struct {
+		field string
+		limit Limit
+	}{{"APIKey", rl.APIKey}, {"AccessToken", rl.AccessToken}, {"Failures", rl.Failures}} {
+		if err := l.limit.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("auth: WithRateLimits: %s: %w", l.field, err))
+		}
+	}
+	if rl.Limiter == nil && (!rl.APIKey.IsZero() || !rl.AccessToken.IsZero() || !rl.Failures.IsZero()) {
+		errs = append(errs, errors.New("auth: WithRateLimits: limits need a Limiter"))
+	}
+	if !rl.Failures.IsZero() {
+		f := rl.Failures.PolicyName()
+		if (!rl.APIKey.IsZero() && rl.APIKey.PolicyName() == f) || (!rl.AccessToken.IsZero() && rl.AccessToken.PolicyName() == f) {
+			errs = append(errs, fmt.Errorf("auth: WithRateLimits: Failures shares the name %q with a principal's limit", f))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if rl.Limiter == nil {
+		return nil, nil // nothing to limit; Guard.Limit still needs a Limiter
+	}
+	return &guardLimits{
+		limiter:     rl.Limiter,
+		apiKey:      newLimitPolicy(rl.APIKey),
+		accessToken: newLimitPolicy(rl.AccessToken),
+		failures:    newLimitPolicy(rl.Failures),
+		failClosed:  rl.FailClosed,
+	}, nil
+}
+
+// forPrincipal returns the policy that limits p, and the Limit and key to
+// pass to the Limiter; nil when p is not limited.
+func (gl *guardLimits) forPrincipal(p *Principal) (*limitPolicy, Limit, string) {
+	var pol *limitPolicy
+	switch p.Method {
+	case MethodAPIKey:
+		pol = gl.apiKey
+	case MethodAccessToken:
+		pol = gl.accessToken
+	}
+	if !p.RateLimit.IsZero() {
+		pol = gl.override(p.RateLimit, pol)
+	}
+	if pol == nil {
+		return nil, Limit{}, ""
+	}
+	switch {
+	case p.KeyID != "":
+		return pol, pol.limit, p.KeyID
+	case p.Subject != "":
+		return pol, pol.subject, p.Subject
+	}
+	return nil, Limit{}, ""
+}
+
+// override returns the policy of a principal's own limit l, or method's
+// if l is invalid.
+func (gl *guardLimits) override(l Limit, method *limitPolicy) *limitPolicy {
+	if l.Validate() != nil {
+		// A store holding a limit that cannot be valid: limit by the
+		// method's limit rather than fail the request.
+		return method
+	}
+	return gl.overrides.get(l)
+}
+
+// maxCachedPolicies bounds the cache of the policies of principals' own
+// limits: a handful of plans in practice.
+const maxCachedPolicies = 1024
+
+// policyCache keeps the limitPolicy of each Limit seen, up to
+// maxCachedPolicies; beyond that, policies are built per request.
+type policyCache struct {
+	m sync.Map // Limit -> *limitPolicy
+	n atomic.Int64
+}
+
+func (c *policyCache) get(l Limit) *limitPolicy {
+	if p, ok := c.m.Load(l); ok {
+		return p.(*limitPolicy)
+	}
+	p := newLimitPolicy(l)
+	if c.n.Load() < maxCachedPolicies {
+		if q, loaded := c.m.LoadOrStore(l, p); loaded {
+			return q.(*limitPolicy)
+		}
+		c.n.Add(1)
+	}
+	return p
+}
+
+// logLimiter lets through at most one log entry every logInterval, and
+// counts the ones it held back.
+type logLimiter struct {
+	last       atomic.Int64 // UnixNano of the last entry
+	suppressed atomic.Int64
+}
+
+const logInterval = 10 * time.Second
+
+// allow reports whether to log now, and how many entries were held back
+// since the last one.
+func (ll *logLimiter) allow() (bool, int64) {
+	now := time.Now().UnixNano()
+	last := ll.last.Load()
+	if now-last < int64(logInterval) || !ll.last.CompareAndSwap(last, now) {
+		ll.suppressed.Add(1)
+		return false, 0
+	}
+	return true, ll.suppressed.Swap(0)
+}
+
+// limiterFailed handles an error of the Limiter: it logs it (rate-limited)
+// and reports whether the request must be refused (fail closed).
+func (g *Guard) limiterFailed(r *http.Request, l Limit, err error) bool {
+	gl := g.limits
+	if ok, suppressed := gl.logged.allow(); ok {
+		lg := g.logger
+		if lg == nil {
+			lg = slog.Default()
+		}
+		policy := "allowing the request (fail open)"
+		if gl.failClosed {
+			policy = "refusing the request with 503 (fail closed)"
+		}
+		lg.LogAttrs(r.Context(), slog.LevelError, "auth: rate limiter failed; "+policy,
+			slog.String("limit", l.Name),
+			slog.String("error", err.Error()),
+			slog.Int64("suppressed", suppressed),
+		)
+	}
+	return gl.failClosed
+}
+
+// limiterDown is the error that answers a request when the Limiter failed
+// and the Guard fails closed: an ErrUnavailable, 503.
+func limiterDown(err error) error {
+	return &Error{Kind: ErrUnavailable, Message: "The request cannot be admitted right now. Try again later.", Err: err}
+}
+
+// The messages of 429 responses.
+const (
+	msgRateLimited    = "Too many requests for this credential. Retry after the number of seconds in the Retry-After header."
+	msgTooManyFailure = "Too many failed authentication attempts from this address. Retry after the number of seconds in the Retry-After header."
+)
+
+func rateLimited(msg string, d Decision) *Error {
+	return &Error{Kind: ErrRateLimited, Message: msg, RetryAfter: max(d.RetryAfter, time.Nanosecond)}
+}
+
+// setHeaders sets the RateLimit-Policy and RateLimit fields of p and d
+// on h, replacing any.
+func setHeaders(h http.Header, p *limitPolicy, d Decision) {
+	h["Ratelimit-Policy"] = p.policy
+	h["Ratelimit"] = []string{p.value(d)}
+}
+
+// addHeaders adds p and d to the RateLimit-Policy and RateLimit fields
+// of h, as more members of their lists.
+func addHeaders(h http.Header, p *limitPolicy, d Decision) {
+	old := h["Ratelimit-Policy"]
+	h["Ratelimit-Policy"] = append(old[:len(old):len(old)], p.policy[0])
+	old = h["Ratelimit"]
+	h["Ratelimit"] = append(old[:len(old):len(old)], p.value(d))
+}
+
+// clientAddr returns r's client address and the key of its failure
+// budget: the address, or for IPv6 its /64 prefix. The key is "" when the
+// address is unknown.
+func (g *Guard) clientAddr(r *http.Request) (netip.Addr, string) {
+	if g.addrFunc != nil {
+		a := g.addrFunc(r)
+		return a, addrKey(a)
+	}
+	host := r.RemoteAddr
+	ap, err := netip.ParseAddrPort(host)
+	var a netip.Addr
+	if err == nil {
+		a = ap.Addr()
+		host = host[:strings.LastIndexByte(host, ':')]
+	} else if a, err = netip.ParseAddr(host); err != nil {
+		return netip.Addr{}, ""
+	}
+	if a.Is4() {
+		// netip parses IPv4 strictly (no leading zeros, no zone), so the
+		// text of RemoteAddr is already the address's canonical form:
+		// use it and save an allocation.
+		return a, host
+	}
+	return a, addrKey(a)
+}
+
+// addrKey returns the failure budget key of a: its canonical text for
+// IPv4 (and IPv4-mapped IPv6), its /64 prefix for IPv6, "" when invalid.
+func addrKey(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	a = a.Unmap().WithZone("")
+	var buf [48]byte
+	if a.Is4() {
+		return string(a.AppendTo(buf[:0]))
+	}
+	return string(netip.PrefixFrom(a, 64).Masked().AppendTo(buf[:0]))
+}
+
+// countsAsFailure reports whether a failed authentication with class c
+// spends from the address's failure budget: an invalid credential or a
+// malformed request, not a missing credential or a server failure.
+func countsAsFailure(c *errorClass) bool {
+	return c.kind == ErrInvalidCredential || c.kind == ErrMalformedRequest
+}
+
+// limitedContext is the context of a limited request: the Principal, and
+// the RateLimit header value, so that both take one allocation.
+type limitedContext struct {
+	principalContext
+	rateLimit [1]string
+}
+
+// Limit returns middleware that enforces l, in addition to the Guard's
+// other limits, on the [Principal] an outer middleware
+// ([Guard.Middleware], [Guard.RequireScopes]) put in the request context:
+// a stricter limit for an expensive endpoint, such as a token exchange.
+// It keys budgets as the Guard's own limits do (the key ID, else the
+// subject under l.Name + ".sub"), with the Guard's Limiter and failure
+// policy, and adds l's RateLimit-Policy and RateLimit members to those of
+// the outer middleware. A request without a Principal is answered 401; a
+// Principal with neither key ID nor subject is not limited; a zero l
+// limits nothing.
+//
+// Limit panics if l is invalid ([Limit.Validate]) or if the Guard has no
+// Limiter ([WithRateLimits]): such a configuration is a programming
+// error, found when the routes are built.
+func (g *Guard) Limit(l Limit) func(http.Handler) http.Handler {
+	if err := l.Validate(); err != nil {
+		panic("auth: Guard.Limit: " + err.Error())
+	}
+	if !l.IsZero() && g.limits == nil {
+		panic("auth: Guard.Limit: the Guard has no Limiter; configure one with WithRateLimits")
+	}
+	pol := newLimitPolicy(l)
+	return func(next http.Handler) http.Handler {
+		if pol == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, ok := FromContext(r.Context())
+			if !ok {
+				g.fail(w, r, errNoCredentials, "")
+				return
+			}
+			lim, key := pol.limit, p.KeyID
+			if key == "" {
+				lim, key = pol.subject, p.Subject
+			}
+			if key == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			d, err := g.limits.limiter.Allow(r.Context(), key, lim)
+			if err != nil {
+				if g.limiterFailed(r, lim, err) {
+					g.failQuiet(w, r, limiterDown(err))
+					return
+				}
+				next.ServeHTTP(w, r)
+				return
+			}
+			addHeaders(w.Header(), pol, d)
+			if !d.Allowed {
+				rerr := rateLimited(msgRateLimited, d)
+				if g.observer != nil {
+					a, _ := g.clientAddr(r)
+					e := principalEvent(EventRateLimited, p, a)
+					e.Status, e.Err, e.Time = http.StatusTooManyRequests, rerr, time.Now()
+					g.observer.Observe(r.Context(), e)
+				}
+				g.fail(w, r, rerr, "")
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+}
+
+// principalEvent returns an Event of kind k about p.
+func principalEvent(k EventKind, p *Principal, a netip.Addr) Event {
+	return Event{
+		Kind:       k,
+		Method:     p.Method,
+		KeyID:      p.KeyID,
+		Project:    p.Project,
+		Subject:    p.Subject,
+		TokenID:    p.TokenID,
+		Session:    p.Session,
+		Hint:       p.Hint,
+		ClientAddr: a,
+	}
+}
+
+// guarded is what the middleware does for every request it
+// authenticates: the failure limit, authentication, the principal's
+// limit, reporting, and the scope check. It returns the request to pass
+// to next, or nil when it has answered. With optional, a request without a
+// credential is returned unchanged.
+func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, required []string) *http.Request {
+	var start time.Time
+	obs := g.observer
+	if obs != nil {
+		start = time.Now()
+	}
+	gl := g.limits
+	var addr netip.Addr
+	var akey string
+	if obs != nil || (gl != nil && gl.failures != nil) {
+		addr, akey = g.clientAddr(r)
+	}
+	ctx := r.Context()
+
+	// The failure budget of the address, before anything else.
+	var fd Decision
+	checked := false
+	if gl != nil && gl.failures != nil && akey != "" {
+		d, err := gl.limiter.Peek(ctx, akey, gl.failures.limit)
+		switch {
+		case err != nil:
+			if g.limiterFailed(r, gl.failures.limit, err) {
+				g.refuse(w, r, obs, Event{Kind: EventAuthFailed, ClientAddr: addr}, start, limiterDown(err))
+				return nil
+			}
+		case !d.Allowed:
+			setHeaders(w.Header(), gl.failures, d)
+			g.refuse(w, r, obs, Event{Kind: EventRateLimited, ClientAddr: addr}, time.Time{}, rateLimited(msgTooManyFailure, d))
+			return nil
+		default:
+			fd, checked = d, true
+		}
+	}
+
+	p, cred, err := g.authenticate(r)
+	if err != nil {
+		if optional && err == errNoCredentials {
+			return r
+		}
+		if cred != "" {
+			err = redactMessage(err, cred)
+		}
+		c := classify(err)
+		if checked {
+			if countsAsFailure(c) {
+				d, lerr := gl.limiter.Allow(ctx, akey, gl.failures.limit)
+				if lerr != nil {
+					g.limiterFailed(r, gl.failures.limit, lerr)
+				} else {
+					fd = d
+				}
+			}
+			setHeaders(w.Header(), gl.failures, fd)
+		}
+		if obs != nil {
+			e := Event{Kind: EventAuthFailed, ClientAddr: addr, Err: err, Status: c.status}
+			if cred != "" {
+				e.Hint = mask(cred)
+			}
+			e.Time = time.Now()
+			e.Duration = e.Time.Sub(start)
+			obs.Observe(ctx, e)
+		}
+		g.answer(w, r, err, c, cred, true)
+		return nil
+	}
+	if obs != nil {
+		e := principalEvent(EventAuthenticated, &p, addr)
+		e.Time = time.Now()
+		e.Duration = e.Time.Sub(start)
+		obs.Observe(ctx, e)
+	}
+
+	// The principal's budget.
+	var pol *limitPolicy
+	var value string
+	if gl != nil {
+		var lim Limit
+		var key string
+		if pol, lim, key = gl.forPrincipal(&p); pol != nil {
+			d, lerr := gl.limiter.Allow(ctx, key, lim)
+			switch {
+			case lerr != nil:
+				pol = nil
+				if g.limiterFailed(r, lim, lerr) {
+					g.refuse(w, r, obs, principalEvent(EventAuthFailed, &p, addr), start, limiterDown(lerr))
+					return nil
+				}
+			case !d.Allowed:
+				setHeaders(w.Header(), pol, d)
+				rerr := rateLimited(msgRateLimited, d)
+				g.refuse(w, r, obs, principalEvent(EventRateLimited, &p, addr), time.Time{}, rerr)
+				return nil
+			default:
+				value = pol.value(d)
+			}
+		}
+	}
+
+	var pctx context.Context
+	if pol != nil {
+		lc := &limitedContext{principalContext: principalContext{Context: ctx, p: p}}
+		lc.rateLimit[0] = value
+		h := w.Header()
+		h["Ratelimit-Policy"] = pol.policy
+		h["Ratelimit"] = lc.rateLimit[:]
+		pctx = lc
+	} else {
+		pctx = newContext(ctx, p)
+	}
+	r = r.WithContext(pctx)
+	if required != nil {
+		if serr := scopeError(&p, required); serr != nil {
+			g.fail(w, r, serr, cred)
+			return nil
+		}
+	}
+	return r
+}
+
+// refuse answers a request the limits refused (429) or could not check
+// (503, fail closed), and reports e, completed, to obs. A zero start means
+// no duration.
+func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, obs Observer, e Event, start time.Time, err error) {
+	c := classify(err)
+	if obs != nil {
+		e.Err, e.Status, e.Time = err, c.status, time.Now()
+		if !start.IsZero() {
+			e.Duration = e.Time.Sub(start)
+		}
+		obs.Observe(r.Context(), e)
+	}
+	g.answer(w, r, err, c, "", false)
+}
+
+// failQuiet answers err like fail, without logging it: for a failing
+// Limiter, which limiterFailed logs at a bounded rate.
+func (g *Guard) failQuiet(w http.ResponseWriter, r *http.Request, err error) {
+	g.answer(w, r, err, classify(err), "", false)
+}

@@ -1,0 +1,298 @@
+package auth
+
+import (
+	"context"
+	"math/rand/v2"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/testclock"
+)
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func newTestLimiter(t testing.TB, opts ...MemoryLimiterOption) (*MemoryLimiter, *testclock.Clock) {
+	t.Helper()
+	clock := testclock.New(t0)
+	l, err := NewMemoryLimiter(append([]MemoryLimiterOption{WithLimiterClock(clock.Now)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, clock
+}
+
+// bucket is the reference model the GCRA is checked against: a token
+// bucket holding credit, in nanoseconds, up to span; it gains one
+// nanosecond of credit per nanosecond, and a request costs iv.
+type bucket struct {
+	credit, span, iv int64
+	last             int64
+}
+
+func (b *bucket) at(now int64) {
+	b.credit = min(b.span, b.credit+(now-b.last))
+	b.last = now
+}
+
+func (b *bucket) decide(now int64, spend bool) Decision {
+	b.at(now)
+	var d Decision
+	if b.credit < b.iv {
+		d.RetryAfter = time.Duration(b.iv - b.credit)
+		d.Reset = time.Duration(b.span - b.credit)
+		return d
+	}
+	d.Allowed = true
+	if spend {
+		b.credit -= b.iv
+	}
+	d.Remaining = int(b.credit / b.iv)
+	d.Reset = time.Duration(b.span - b.credit)
+	return d
+}
+
+// TestGCRAMatchesTokenBucket drives the MemoryLimiter and the reference
+// token bucket with the same random requests, peeks and clock steps, for
+// random limits, and wants the same Decision every time.
+func TestGCRAMatchesTokenBucket(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	ctx := context.Background()
+	for trial := range 300 {
+		lim := Limit{
+			Name:     "l" + strconv.Itoa(trial),
+			Requests: 1 + rng.IntN(20),
+			Period:   time.Duration(1+rng.IntN(5000)) * time.Millisecond,
+			Burst:    rng.IntN(6),
+		}
+		l, clock := newTestLimiter(t)
+		iv := int64(lim.Interval())
+		ref := &bucket{span: int64(lim.MaxBurst()) * iv, iv: iv}
+		ref.credit = ref.span
+		now := int64(0)
+		for step := range 200 {
+			switch rng.IntN(4) {
+			case 0: // a step of up to two intervals
+				dt := rng.Int64N(2*iv + 1)
+				clock.Advance(time.Duration(dt))
+				now += dt
+			case 1:
+				got, err := l.Peek(ctx, "k", lim)
+				want := ref.decide(now, false)
+				want.Limit = lim
+				if err != nil || got != want {
+					t.Fatalf("trial %d %+v step %d: Peek = %+v, %v; reference %+v", trial, lim, step, got, err, want)
+				}
+			default:
+				got, err := l.Allow(ctx, "k", lim)
+				want := ref.decide(now, true)
+				want.Limit = lim
+				if err != nil || got != want {
+					t.Fatalf("trial %d %+v step %d: Allow = %+v, %v; reference %+v", trial, lim, step, got, err, want)
+				}
+			}
+		}
+	}
+}
+
+// TestMemoryLimiterTable checks hand-computed decisions for 3 a minute
+// with bursts of 2: one request every 20 s.
+func TestMemoryLimiterTable(t *testing.T) {
+	t.Parallel()
+	lim := Limit{Name: "t", Requests: 3, Period: time.Minute, Burst: 2}
+	l, clock := newTestLimiter(t)
+	ctx := context.Background()
+	steps := []struct {
+		advance time.Duration
+		peek    bool
+		want    Decision
+	}{
+		{0, true, Decision{Allowed: true, Remaining: 2}},
+		{0, false, Decision{Allowed: true, Remaining: 1, Reset: 20 * time.Second}},
+		{5 * time.Second, false, Decision{Allowed: true, Remaining: 0, Reset: 35 * time.Second}},
+		{0, false, Decision{Reset: 35 * time.Second, RetryAfter: 15 * time.Second}},
+		{0, true, Decision{Reset: 35 * time.Second, RetryAfter: 15 * time.Second}},
+		{14 * time.Second, false, Decision{Reset: 21 * time.Second, RetryAfter: time.Second}},
+		{time.Second, false, Decision{Allowed: true, Remaining: 0, Reset: 40 * time.Second}},
+		{time.Hour, true, Decision{Allowed: true, Remaining: 2}},
+		{0, false, Decision{Allowed: true, Remaining: 1, Reset: 20 * time.Second}},
+	}
+	for i, s := range steps {
+		clock.Advance(s.advance)
+		var got Decision
+		if s.peek {
+			got, _ = l.Peek(ctx, "key", lim)
+		} else {
+			got, _ = l.Allow(ctx, "key", lim)
+		}
+		s.want.Limit = lim
+		if got != s.want {
+			t.Errorf("step %d: got %+v, want %+v", i, got, s.want)
+		}
+	}
+}
+
+func TestNewMemoryLimiterOptions(t *testing.T) {
+	t.Parallel()
+	for name, opts := range map[string][]MemoryLimiterOption{
+		"nil option": {nil},
+		"nil clock":  {WithLimiterClock(nil)},
+		"zero keys":  {WithLimiterMaxKeys(0)},
+	} {
+		if l, err := NewMemoryLimiter(opts...); err == nil || l != nil {
+			t.Errorf("%s: NewMemoryLimiter = %v, %v; want an error", name, l, err)
+		}
+	}
+	for _, n := range []int{1, 7, 64, 100, 5000, 1 << 20} {
+		l, err := NewMemoryLimiter(WithLimiterMaxKeys(n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for i := range l.shards {
+			total += l.shards[i].cap
+			if l.shards[i].cap < 1 {
+				t.Errorf("max %d: shard %d has room for no key", n, i)
+			}
+		}
+		if total != n {
+			t.Errorf("max %d: shards hold %d keys in all", n, total)
+		}
+	}
+}
+
+// TestMemoryLimiterBounded floods a limiter of 10,000 keys with a million
+// distinct keys (200,000 under the race detector, which makes each ten
+// times slower): it keeps at most 10,000, and its memory stays bounded.
+func TestMemoryLimiterBounded(t *testing.T) {
+	const maxKeys = 10_000
+	flood := 1_000_000
+	if raceEnabled {
+		flood = 200_000
+	}
+	l, err := NewMemoryLimiter(WithLimiterMaxKeys(maxKeys))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lim := PerMinute("flood", 10)
+	ctx := context.Background()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	buf := make([]byte, 0, 32)
+	for i := range flood {
+		buf = strconv.AppendInt(append(buf[:0], "key_"...), int64(i), 10)
+		if d, _ := l.Allow(ctx, string(buf), lim); !d.Allowed {
+			t.Fatalf("the first request of key %d was refused: %+v", i, d)
+		}
+		if i%100_000 == 0 && l.Len() > maxKeys {
+			t.Fatalf("after %d keys the limiter holds %d, more than %d", i+1, l.Len(), maxKeys)
+		}
+	}
+	if n := l.Len(); n > maxKeys || n < maxKeys/2 {
+		t.Errorf("after %d keys the limiter holds %d, want at most %d (and not much fewer)", flood, n, maxKeys)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	// 10,000 entries of two strings, an int64 and map overhead: well under
+	// 4 MB. A limiter that kept every key would hold about 100 MB.
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Errorf("heap grew by %d bytes for a limiter of %d keys", grown, maxKeys)
+	}
+	runtime.KeepAlive(l)
+}
+
+// TestMemoryLimiterEvictsFullBudgetsFirst: when a shard is full, budgets
+// that are full again go first, then those closest to full; a spent budget
+// survives a flood of new keys that fits in the room so freed.
+func TestMemoryLimiterEvictsFullBudgetsFirst(t *testing.T) {
+	t.Parallel()
+	l, clock := newTestLimiter(t, WithLimiterMaxKeys(64)) // one shard of 64
+	if len(l.shards) != 1 {
+		t.Fatalf("%d shards, want 1", len(l.shards))
+	}
+	ctx := context.Background()
+	short := PerMinute("short", 60) // a budget full again 1 s after one request
+	long := Limit{Name: "long", Requests: 1, Period: time.Hour}
+	if d, _ := l.Allow(ctx, "victim", long); !d.Allowed {
+		t.Fatal("first request refused")
+	}
+	for i := range 63 {
+		l.Allow(ctx, "old"+strconv.Itoa(i), short)
+	}
+	clock.Advance(2 * time.Second) // the 63 short budgets are full again
+	for i := range 63 {
+		l.Allow(ctx, "new"+strconv.Itoa(i), short)
+		if n := l.Len(); n > 64 {
+			t.Fatalf("%d keys in a limiter of 64", n)
+		}
+	}
+	if d, _ := l.Peek(ctx, "victim", long); d.Allowed {
+		t.Errorf("the spent budget was evicted while full ones could go: %+v", d)
+	}
+	// Now every budget is live: the next keys evict those closest to
+	// full (the short ones), not the hour-long one.
+	for i := range 20 {
+		l.Allow(ctx, "newer"+strconv.Itoa(i), short)
+	}
+	if d, _ := l.Peek(ctx, "victim", long); d.Allowed {
+		t.Errorf("the budget furthest from full was evicted first: %+v", d)
+	}
+	if n := l.Len(); n > 64 {
+		t.Errorf("%d keys in a limiter of 64", n)
+	}
+}
+
+// TestMemoryLimiterAllocs: Allow and Peek on a known key allocate nothing.
+func TestMemoryLimiterAllocs(t *testing.T) {
+	l, _ := newTestLimiter(t)
+	ctx := context.Background()
+	lim := Limit{Name: "a", Requests: 1 << 30, Period: time.Minute}
+	l.Allow(ctx, "key", lim)
+	if n := testing.AllocsPerRun(100, func() { l.Allow(ctx, "key", lim) }); n != 0 {
+		t.Errorf("Allow: %v allocations", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { l.Peek(ctx, "other", lim) }); n != 0 {
+		t.Errorf("Peek: %v allocations", n)
+	}
+}
+
+func TestLimitValidate(t *testing.T) {
+	t.Parallel()
+	long := ""
+	for range 65 {
+		long += "a"
+	}
+	for _, tc := range []struct {
+		l  Limit
+		ok bool
+	}{
+		{Limit{}, true},
+		{PerMinute("api_key", 600), true},
+		{PerHour("a-b.c_D9", 1), true},
+		{Limit{Name: "x", Requests: 1, Period: time.Millisecond, Burst: 5}, true},
+		{Limit{Name: long[:64], Requests: 1, Period: time.Second}, true},
+		{Limit{Name: long, Requests: 1, Period: time.Second}, false},
+		{Limit{Name: "a:b", Requests: 1, Period: time.Second}, false},
+		{Limit{Name: `a"b`, Requests: 1, Period: time.Second}, false},
+		{Limit{Name: "a b", Requests: 1, Period: time.Second}, false},
+		{Limit{Name: "a", Requests: 1, Period: time.Second, Burst: -1}, false},
+		{Limit{Name: "a", Requests: 1, Period: time.Microsecond}, false},
+		{Limit{Name: "a", Requests: 1, Period: time.Hour, Burst: 1 << 40}, false},
+	} {
+		if err := tc.l.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%+v: Validate = %v, want ok %v", tc.l, err, tc.ok)
+		}
+	}
+	if got := (Limit{}).PolicyName(); got != "default" {
+		t.Errorf("PolicyName of the zero Limit = %q", got)
+	}
+	if got := (Limit{Requests: 3, Period: time.Second}).Interval(); got != time.Second/3 {
+		t.Errorf("Interval = %v", got)
+	}
+	if got := (Limit{Requests: 3, Period: time.Second, Burst: 7}).MaxBurst(); got != 7 {
+		t.Errorf("MaxBurst = %v", got)
+	}
+}

@@ -1,0 +1,740 @@
+package auth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/internal/syncbuf"
+	"github.com/keygate/keygate/internal/testalloc"
+)
+
+// testLimits are small limits for the Guard tests: 3 a minute per API
+// key (one every 20 s), 6 a minute per token, 2 failures a minute per
+// address.
+func testLimits(l Limiter) RateLimits {
+	return RateLimits{
+		Limiter:     l,
+		APIKey:      PerMinute("api_key", 3),
+		AccessToken: PerMinute("access_token", 6),
+		Failures:    PerMinute("auth_failures", 2),
+	}
+}
+
+// limitedRequest is a request from addr (RemoteAddr) carrying cred as a
+// Bearer credential, or none when cred is empty.
+func limitedRequest(addr, cred string) *http.Request {
+	r := httptest.NewRequest(http.MethodGet, "/v1/models", nil)
+	r.RemoteAddr = addr
+	if cred != "" {
+		r.Header.Set("Authorization", "Bearer "+cred)
+	}
+	return r
+}
+
+// rateHeaders returns the RateLimit-Policy and RateLimit fields of rec.
+func rateHeaders(rec *httptest.ResponseRecorder) (policy, limit []string) {
+	return rec.Header().Values("RateLimit-Policy"), rec.Header().Values("RateLimit")
+}
+
+var resRateLimited = wantResponse{
+	status: 429, typ: "rate_limit_error", code: "rate_limit_exceeded",
+	msg: msgRateLimited,
+}
+
+var resTooManyFailures = wantResponse{
+	status: 429, typ: "rate_limit_error", code: "rate_limit_exceeded",
+	msg: msgTooManyFailure,
+}
+
+// TestGuardRateLimits walks a Guard with a fake-clock limiter through a
+// script of requests and checks every response's status, RateLimit fields
+// and Retry-After exactly.
+func TestGuardRateLimits(t *testing.T) {
+	t.Parallel()
+	token := Principal{Method: MethodAccessToken, KeyID: "key_alice", TokenID: "jti1"}
+	external := Principal{Method: MethodAccessToken, Subject: "key_alice"} // same string as a key ID
+	custom := alice
+	custom.KeyID = "key_custom"
+	custom.RateLimit = Limit{Requests: 1, Period: time.Hour}
+	plan := alice
+	plan.KeyID = "key_plan"
+	plan.RateLimit = Limit{Name: "gold", Requests: 2, Period: 10 * time.Second}
+	badPlan := alice
+	badPlan.KeyID = "key_badplan"
+	badPlan.RateLimit = Limit{Name: "no spaces allowed", Requests: 1, Period: time.Hour}
+	other := Principal{Method: "mtls", KeyID: "cert_1"}
+	principals := map[string]Principal{
+		"halfred_badplan":  badPlan,
+		"halfred_alice":    alice,
+		"jwt.token.alice":  token,
+		"jwt.external.sub": external,
+		"halfred_custom":   custom,
+		"halfred_plan":     plan,
+		"mtls_cert":        other,
+	}
+	authn := &fakeAuth{fn: func(_ context.Context, cred string) (Principal, error) {
+		if p, ok := principals[cred]; ok {
+			return p, nil
+		}
+		if cred == "bad-request" {
+			return Principal{}, ErrMalformedRequest
+		}
+		return Principal{}, ErrInvalidCredential
+	}}
+
+	const (
+		a1      = "192.0.2.1:1234"
+		a2      = "198.51.100.7:80"
+		v6      = "[2001:db8:1:2::1]:443"
+		v6same  = "[2001:db8:1:2:ffff::9]:443" // the same /64
+		v6other = "[2001:db8:1:3::1]:443"
+	)
+	type step struct {
+		advance     time.Duration
+		addr, cred  string
+		status      int
+		policy      string // "" means no RateLimit-Policy field
+		limit       string
+		retryAfter  string
+		authnCalled bool
+	}
+	apiPolicy := `"api_key";q=3;w=60`
+	failPolicy := `"auth_failures";q=2;w=60`
+	tokenPolicy := `"access_token";q=6;w=60`
+	scripts := map[string][]step{
+		"API key budget": {
+			{0, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=2;t=20`, "", true},
+			{0, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=1;t=40`, "", true},
+			{0, a2, "halfred_alice", 204, apiPolicy, `"api_key";r=0;t=20`, "", true}, // keyed on the key, not the address
+			{0, a1, "halfred_alice", 429, apiPolicy, `"api_key";r=0;t=20`, "20", true},
+			{5 * time.Second, a1, "halfred_alice", 429, apiPolicy, `"api_key";r=0;t=15`, "15", true},
+			{15 * time.Second, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=0;t=20`, "", true},
+			{60 * time.Second, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=2;t=20`, "", true},
+		},
+		"failure budget": {
+			{0, a1, "halfred_forged", 401, failPolicy, `"auth_failures";r=1;t=30`, "", true},
+			{0, a1, "", 401, failPolicy, `"auth_failures";r=1;t=30`, "", false}, // no credential: not counted
+			{0, a1, "bad-request", 400, failPolicy, `"auth_failures";r=0;t=30`, "", true},
+			{0, a1, "halfred_alice", 429, failPolicy, `"auth_failures";r=0;t=30`, "30", false}, // refused before authentication
+			{0, a1, "halfred_forged", 429, failPolicy, `"auth_failures";r=0;t=30`, "30", false},
+			{0, a2, "halfred_alice", 204, apiPolicy, `"api_key";r=2;t=20`, "", true},                // another address
+			{30 * time.Second, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=2;t=20`, "", true}, // the key's budget is full again
+			{0, a1, "halfred_forged", 401, failPolicy, `"auth_failures";r=0;t=30`, "", true},
+			{0, a1, "halfred_forged", 429, failPolicy, `"auth_failures";r=0;t=30`, "30", false},
+		},
+		"IPv6 grouped by /64": {
+			{0, v6, "halfred_x", 401, failPolicy, `"auth_failures";r=1;t=30`, "", true},
+			{0, v6same, "halfred_x", 401, failPolicy, `"auth_failures";r=0;t=30`, "", true},
+			{0, v6, "halfred_x", 429, failPolicy, `"auth_failures";r=0;t=30`, "30", false},
+			{0, v6other, "halfred_x", 401, failPolicy, `"auth_failures";r=1;t=30`, "", true},
+		},
+		"forged key does not spend the real key's budget": {
+			{0, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=2;t=20`, "", true},
+			{0, a2, "halfred_forged", 401, failPolicy, `"auth_failures";r=1;t=30`, "", true},
+			{0, v6, "halfred_forged2", 401, failPolicy, `"auth_failures";r=1;t=30`, "", true},
+			{0, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=1;t=40`, "", true},
+		},
+		"tokens, subjects and key IDs apart": {
+			{0, a1, "halfred_alice", 204, apiPolicy, `"api_key";r=2;t=20`, "", true},
+			{0, a1, "jwt.token.alice", 204, tokenPolicy, `"access_token";r=5;t=10`, "", true},
+			{0, a1, "jwt.external.sub", 204, tokenPolicy, `"access_token";r=5;t=10`, "", true},
+			{0, a1, "jwt.token.alice", 204, tokenPolicy, `"access_token";r=4;t=20`, "", true},
+		},
+		"a key's own limit": {
+			{0, a1, "halfred_custom", 204, `"default";q=1;w=3600`, `"default";r=0;t=3600`, "", true},
+			{0, a1, "halfred_custom", 429, `"default";q=1;w=3600`, `"default";r=0;t=3600`, "3600", true},
+			{0, a1, "halfred_plan", 204, `"gold";q=2;w=10`, `"gold";r=1;t=5`, "", true},
+			{0, a1, "halfred_plan", 204, `"gold";q=2;w=10`, `"gold";r=0;t=5`, "", true},
+			{0, a1, "halfred_plan", 429, `"gold";q=2;w=10`, `"gold";r=0;t=5`, "5", true},
+			{0, a1, "halfred_badplan", 204, apiPolicy, `"api_key";r=2;t=20`, "", true}, // an invalid own limit: the method's
+		},
+		"other methods are not limited": {
+			{0, a1, "mtls_cert", 204, "", "", "", true},
+			{0, a1, "mtls_cert", 204, "", "", "", true},
+			{0, a1, "mtls_cert", 204, "", "", "", true},
+			{0, a1, "mtls_cert", 204, "", "", "", true},
+		},
+		"unknown address: no failure limit": {
+			{0, "pipe", "halfred_x", 401, "", "", "", true},
+			{0, "pipe", "halfred_x", 401, "", "", "", true},
+			{0, "pipe", "halfred_x", 401, "", "", "", true},
+			{0, "192.0.2.9", "halfred_x", 401, failPolicy, `"auth_failures";r=1;t=30`, "", true}, // no port
+		},
+	}
+	for name, script := range scripts {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			l, clock := newTestLimiter(t)
+			next := &recordingHandler{}
+			h := mustNew(t, authn, WithRateLimits(testLimits(l))).Middleware(next)
+			for i, s := range script {
+				clock.Advance(s.advance)
+				before, beforeNext := authn.calls.Load(), next.called.Load()
+				rec := serve(h, limitedRequest(s.addr, s.cred))
+				what := fmt.Sprintf("step %d (%s, %q)", i, s.addr, s.cred)
+				if rec.Code != s.status {
+					t.Fatalf("%s: status %d, want %d (%s)", what, rec.Code, s.status, rec.Body)
+				}
+				if called := authn.calls.Load() != before; called != s.authnCalled {
+					t.Errorf("%s: Authenticator called %v, want %v", what, called, s.authnCalled)
+				}
+				if served := next.called.Load() != beforeNext; served != (s.status == 204) {
+					t.Errorf("%s: handler called %v", what, served)
+				}
+				policy, limit := rateHeaders(rec)
+				if s.policy == "" {
+					if len(policy) != 0 || len(limit) != 0 {
+						t.Errorf("%s: RateLimit fields %q, %q; want none", what, policy, limit)
+					}
+				} else if !slices.Equal(policy, []string{s.policy}) || !slices.Equal(limit, []string{s.limit}) {
+					t.Errorf("%s: RateLimit-Policy %q, RateLimit %q; want %q, %q", what, policy, limit, s.policy, s.limit)
+				}
+				switch {
+				case s.status == 429 && s.policy == failPolicy:
+					want := resTooManyFailures
+					want.retryAfter = s.retryAfter
+					checkErrorResponse(t, rec, want)
+				case s.status == 429:
+					want := resRateLimited
+					want.retryAfter = s.retryAfter
+					checkErrorResponse(t, rec, want)
+				case rec.Header().Get("Retry-After") != "":
+					t.Errorf("%s: Retry-After on a %d", what, rec.Code)
+				}
+			}
+		})
+	}
+}
+
+// TestRateLimitsOnEveryPath: Optional and RequireScopes limit as
+// Middleware does, and a 403 carries the RateLimit fields too.
+func TestRateLimitsOnEveryPath(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	g := mustNew(t, keyAuth(nil), WithRateLimits(testLimits(l)))
+	next := &recordingHandler{}
+
+	rec := serve(g.RequireScopes("keys:manage")(next), limitedRequest("192.0.2.1:1", goodKey))
+	if rec.Code != 403 {
+		t.Fatalf("RequireScopes without the scope: %d", rec.Code)
+	}
+	if p, lim := rateHeaders(rec); !slices.Equal(lim, []string{`"api_key";r=2;t=20`}) || len(p) != 1 {
+		t.Errorf("403: RateLimit fields %q, %q", p, lim)
+	}
+	rec = serve(g.RequireScopes("models:read")(next), limitedRequest("192.0.2.1:1", goodKey))
+	if _, lim := rateHeaders(rec); rec.Code != 204 || !slices.Equal(lim, []string{`"api_key";r=1;t=40`}) {
+		t.Errorf("RequireScopes: %d, RateLimit %q", rec.Code, lim)
+	}
+	rec = serve(g.Optional(next), limitedRequest("192.0.2.1:1", goodKey))
+	if _, lim := rateHeaders(rec); rec.Code != 204 || !slices.Equal(lim, []string{`"api_key";r=0;t=20`}) {
+		t.Errorf("Optional: %d, RateLimit %q", rec.Code, lim)
+	}
+	rec = serve(g.Optional(next), limitedRequest("192.0.2.1:1", goodKey))
+	if rec.Code != 429 {
+		t.Errorf("Optional over the limit: %d", rec.Code)
+	}
+	// Anonymous: not limited, no fields.
+	rec = serve(g.Optional(next), limitedRequest("192.0.2.1:1", ""))
+	if p, lim := rateHeaders(rec); rec.Code != 204 || len(p)+len(lim) != 0 {
+		t.Errorf("Optional without credential: %d, %q, %q", rec.Code, p, lim)
+	}
+	// An address over its failure budget is refused, even anonymously.
+	for range 2 {
+		serve(g.Optional(next), limitedRequest("192.0.2.2:1", otherKey))
+	}
+	if rec := serve(g.Optional(next), limitedRequest("192.0.2.2:1", "")); rec.Code != 429 {
+		t.Errorf("Optional, anonymous, from an address over its failure budget: %d", rec.Code)
+	}
+	// Behind Middleware, RequireScopes does not spend again.
+	l2, _ := newTestLimiter(t)
+	g2 := mustNew(t, keyAuth(nil), WithRateLimits(testLimits(l2)))
+	h := g2.Middleware(g2.RequireScopes("models:read")(next))
+	rec = serve(h, limitedRequest("192.0.2.1:1", goodKey))
+	if _, lim := rateHeaders(rec); !slices.Equal(lim, []string{`"api_key";r=2;t=20`}) {
+		t.Errorf("Middleware+RequireScopes: RateLimit %q, want one request spent", lim)
+	}
+}
+
+// TestBruteForceFlood: 10,000 requests with random credentials, well
+// formed and not, from one address reach the Authenticator only as often
+// as the failure budget allows.
+func TestBruteForceFlood(t *testing.T) {
+	t.Parallel()
+	l, clock := newTestLimiter(t)
+	authn := keyAuth(nil)
+	limits := DefaultRateLimits(l)
+	h := mustNew(t, authn, WithRateLimits(limits)).Middleware(okHandler())
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	counts := map[int]int{}
+	for i := range 10_000 {
+		var b strings.Builder
+		if rng.IntN(2) == 0 {
+			b.WriteString("halfred_")
+		}
+		for range 28 {
+			b.WriteByte(alphabet[rng.IntN(len(alphabet))])
+		}
+		if rng.IntN(10) == 0 {
+			b.WriteString(" x") // a malformed header: 400
+		}
+		rec := serve(h, limitedRequest("203.0.113.5:4444", b.String()))
+		counts[rec.Code]++
+		if i%100 == 99 {
+			clock.Advance(time.Second) // the flood lasts 100 s
+		}
+	}
+	// 20 at once, then one every 3 s for 100 s: about 53.
+	if n := authn.calls.Load(); n > 60 {
+		t.Errorf("the Authenticator was called %d times for 10,000 bad credentials from one address", n)
+	}
+	if counts[429] < 9900 {
+		t.Errorf("responses %v: want almost all 429", counts)
+	}
+	// The real key still works from another address.
+	if rec := serve(h, limitedRequest("198.51.100.1:1", goodKey)); rec.Code != 200 {
+		t.Errorf("valid key from another address: %d", rec.Code)
+	}
+}
+
+// failingLimiter fails every call.
+type failingLimiter struct{}
+
+var errLimiterDown = errors.New("limiter: connection refused")
+
+func (f *failingLimiter) Allow(context.Context, string, Limit) (Decision, error) {
+	return Decision{}, errLimiterDown
+}
+
+func (f *failingLimiter) Peek(context.Context, string, Limit) (Decision, error) {
+	return Decision{}, errLimiterDown
+}
+
+func TestLimiterFailure(t *testing.T) {
+	t.Parallel()
+	for _, closed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("FailClosed=%v", closed), func(t *testing.T) {
+			t.Parallel()
+			var logs syncbuf.Buffer
+			limits := testLimits(&failingLimiter{})
+			limits.FailClosed = closed
+			g := mustNew(t, keyAuth(nil), WithRateLimits(limits), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+			next := &recordingHandler{}
+			h := g.Middleware(next)
+			extra := g.Limit(PerMinute("exchange", 1))(next)
+			for range 100 {
+				rec := serve(h, limitedRequest("192.0.2.1:1", goodKey))
+				p, lim := rateHeaders(rec)
+				if len(p)+len(lim) != 0 {
+					t.Fatalf("RateLimit fields %q %q from a failed limiter", p, lim)
+				}
+				if closed {
+					checkErrorResponse(t, rec, wantResponse{status: 503, typ: "api_error", code: "service_unavailable",
+						msg: "The request cannot be admitted right now. Try again later."})
+				} else if rec.Code != 204 {
+					t.Fatalf("fail open: status %d", rec.Code)
+				}
+				// The extra limit follows the same policy.
+				r := limitedRequest("192.0.2.1:1", "")
+				r = r.WithContext(NewContext(r.Context(), &alice))
+				if rec := serve(extra, r); (rec.Code == 503) != closed {
+					t.Fatalf("Guard.Limit: status %d", rec.Code)
+				}
+			}
+			if closed && next.called.Load() != 0 {
+				t.Errorf("fail closed: the handler ran %d times", next.called.Load())
+			}
+			if !closed && next.called.Load() != 200 {
+				t.Errorf("fail open: the handler ran %d times, want 200", next.called.Load())
+			}
+			// 400 limiter failures, within 10 s: one log line.
+			out := logs.String()
+			if n := strings.Count(out, "rate limiter failed"); n != 1 {
+				t.Errorf("%d log lines for 400 limiter failures, want 1:\n%s", n, out)
+			}
+			if !strings.Contains(out, "connection refused") {
+				t.Errorf("log does not say why: %s", out)
+			}
+			if strings.Contains(out, goodKey) {
+				t.Errorf("log holds the credential: %s", out)
+			}
+		})
+	}
+}
+
+func TestLogLimiter(t *testing.T) {
+	t.Parallel()
+	var ll logLimiter
+	if ok, n := ll.allow(); !ok || n != 0 {
+		t.Fatalf("first: %v %d", ok, n)
+	}
+	for range 5 {
+		if ok, _ := ll.allow(); ok {
+			t.Fatal("logged again within the interval")
+		}
+	}
+	ll.last.Add(-int64(logInterval)) // as if 10 s had passed
+	if ok, n := ll.allow(); !ok || n != 5 {
+		t.Errorf("after the interval: %v, %d suppressed; want true, 5", ok, n)
+	}
+}
+
+// TestGuardLimit: the extra per-principal limit adds its fields to the
+// outer middleware's, and refuses with 429 on its own.
+func TestGuardLimit(t *testing.T) {
+	t.Parallel()
+	l, clock := newTestLimiter(t)
+	g := mustNew(t, keyAuth(nil), WithRateLimits(testLimits(l)))
+	next := &recordingHandler{}
+	h := g.Middleware(g.Limit(Limit{Name: "exchange", Requests: 1, Period: 10 * time.Second})(next))
+	rec := serve(h, limitedRequest("192.0.2.1:1", goodKey))
+	p, lim := rateHeaders(rec)
+	if rec.Code != 204 ||
+		!slices.Equal(p, []string{`"api_key";q=3;w=60`, `"exchange";q=1;w=10`}) ||
+		!slices.Equal(lim, []string{`"api_key";r=2;t=20`, `"exchange";r=0;t=10`}) {
+		t.Fatalf("first request: %d, %q, %q", rec.Code, p, lim)
+	}
+	clock.Advance(4 * time.Second)
+	rec = serve(h, limitedRequest("192.0.2.1:1", goodKey))
+	want := resRateLimited
+	want.retryAfter = "6"
+	checkErrorResponse(t, rec, want)
+	p, lim = rateHeaders(rec)
+	if !slices.Equal(lim, []string{`"api_key";r=1;t=36`, `"exchange";r=0;t=6`}) || len(p) != 2 {
+		t.Errorf("refused: %q, %q", p, lim)
+	}
+	// The shared policy slice of the outer limit was not modified.
+	if got := g.limits.apiKey.policy; !slices.Equal(got, []string{`"api_key";q=3;w=60`}) {
+		t.Errorf("shared policy value modified: %q", got)
+	}
+	// Without a Principal: 401.
+	rec = serve(g.Limit(PerMinute("x", 1))(next), limitedRequest("192.0.2.1:1", goodKey))
+	checkErrorResponse(t, rec, resNoCredentials)
+	// A zero limit returns next itself.
+	if got := g.Limit(Limit{})(next); got != http.Handler(next) {
+		t.Errorf("Guard.Limit(Limit{}) wraps next")
+	}
+	for name, f := range map[string]func(){
+		"invalid limit": func() { g.Limit(Limit{Name: "a b", Requests: 1, Period: time.Second}) },
+		"no limiter":    func() { mustNew(t, keyAuth(nil)).Limit(PerMinute("x", 1)) },
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: Guard.Limit did not panic", name)
+				}
+			}()
+			f()
+		}()
+	}
+}
+
+func TestWithRateLimitsValidates(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	for name, rl := range map[string]RateLimits{
+		"no limiter":                      {APIKey: PerMinute("a", 1)},
+		"bad name":                        {Limiter: l, APIKey: PerMinute("a:b", 1)},
+		"negative burst":                  {Limiter: l, Failures: Limit{Name: "f", Requests: 1, Period: time.Second, Burst: -1}},
+		"failures share a name":           {Limiter: l, APIKey: PerMinute("x", 1), Failures: PerMinute("x", 1)},
+		"failures share the default name": {Limiter: l, AccessToken: PerMinute("", 1), Failures: PerMinute("default", 1)},
+	} {
+		if g, err := New(keyAuth(nil), WithRateLimits(rl)); err == nil {
+			t.Errorf("%s: New = %v, want an error", name, g)
+		}
+	}
+	if _, err := New(keyAuth(nil), WithClientAddr(nil)); err == nil {
+		t.Error("WithClientAddr(nil): no error")
+	}
+	for name, rl := range map[string]RateLimits{
+		"zero":                         {},
+		"limiter only":                 {Limiter: l},
+		"defaults":                     DefaultRateLimits(l),
+		"tokens and keys share a name": {Limiter: l, APIKey: PerMinute("x", 1), AccessToken: PerMinute("x", 2)},
+	} {
+		if _, err := New(keyAuth(nil), WithRateLimits(rl)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestDefaultRateLimits(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	rl := DefaultRateLimits(l)
+	if rl.Limiter != l || rl.FailClosed ||
+		rl.APIKey != (Limit{Name: "api_key", Requests: 600, Period: time.Minute}) ||
+		rl.AccessToken != (Limit{Name: "access_token", Requests: 1200, Period: time.Minute}) ||
+		rl.Failures != (Limit{Name: "auth_failures", Requests: 20, Period: time.Minute}) {
+		t.Errorf("DefaultRateLimits = %+v", rl)
+	}
+}
+
+// TestWithClientAddr: a custom client address replaces RemoteAddr, for
+// the failure budget and the events.
+func TestWithClientAddr(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	var events []Event
+	var mu sync.Mutex
+	obs := ObserverFunc(func(_ context.Context, e Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	})
+	fromHeader := func(r *http.Request) netip.Addr {
+		a, _ := netip.ParseAddr(r.Header.Get("X-Client"))
+		return a
+	}
+	h := mustNew(t, keyAuth(nil), WithRateLimits(testLimits(l)), WithClientAddr(fromHeader), WithObserver(obs)).Middleware(okHandler())
+	for i, client := range []string{"192.0.2.10", "::ffff:192.0.2.10", "192.0.2.10"} {
+		r := limitedRequest(fmt.Sprintf("10.0.0.%d:1", i), otherKey)
+		r.Header.Set("X-Client", client)
+		rec := serve(h, r)
+		if want := []int{401, 401, 429}[i]; rec.Code != want {
+			t.Errorf("request %d from %s: %d, want %d", i, client, rec.Code, want)
+		}
+	}
+	if len(events) != 3 || events[0].ClientAddr != netip.MustParseAddr("192.0.2.10") {
+		t.Errorf("events %+v", events)
+	}
+}
+
+// recorder is an Observer that keeps every Event.
+type recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (o *recorder) Observe(_ context.Context, e Event) {
+	o.mu.Lock()
+	o.events = append(o.events, e)
+	o.mu.Unlock()
+}
+
+func (o *recorder) take() []Event {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	e := o.events
+	o.events = nil
+	return e
+}
+
+// TestObserverEvents: each outcome is reported once, with the right
+// fields, and no event holds the credential.
+func TestObserverEvents(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	obs := &recorder{}
+	rl := testLimits(l)
+	rl.APIKey = PerMinute("api_key", 1)
+	g := mustNew(t, keyAuth(nil), WithRateLimits(rl), WithObserver(obs), quietLogger())
+	h := g.Middleware(okHandler())
+	addr := netip.MustParseAddr("192.0.2.1")
+	type want struct {
+		kind   EventKind
+		status int
+		err    error
+		keyID  string
+		hint   string
+	}
+	cases := []struct {
+		name string
+		cred string
+		want []want
+	}{
+		{"success", goodKey, []want{{EventAuthenticated, 0, nil, "key_alice", alice.Hint}}},
+		{"over the key's limit", goodKey, []want{
+			{EventAuthenticated, 0, nil, "key_alice", alice.Hint},
+			{EventRateLimited, 429, ErrRateLimited, "key_alice", alice.Hint},
+		}},
+		{"no credential", "", []want{{EventAuthFailed, 401, ErrNoCredentials, "", ""}}},
+		{"bad key", otherKey, []want{{EventAuthFailed, 401, ErrInvalidCredential, "", "halfred_…Z9Y8"}}},
+		{"bad key again", otherKey, []want{{EventAuthFailed, 401, ErrInvalidCredential, "", "halfred_…Z9Y8"}}},
+		{"over the failure limit", otherKey, []want{{EventRateLimited, 429, ErrRateLimited, "", ""}}},
+	}
+	for _, tc := range cases {
+		start := time.Now()
+		serve(h, limitedRequest("192.0.2.1:5555", tc.cred))
+		got := obs.take()
+		if len(got) != len(tc.want) {
+			t.Fatalf("%s: events %+v, want %d", tc.name, got, len(tc.want))
+		}
+		for i, w := range tc.want {
+			e := got[i]
+			if e.Kind != w.kind || e.Status != w.status || e.KeyID != w.keyID || e.Hint != w.hint || e.ClientAddr != addr {
+				t.Errorf("%s: event %d = %+v, want %+v", tc.name, i, e, w)
+			}
+			if (w.err == nil) != (e.Err == nil) || (w.err != nil && !errors.Is(e.Err, w.err)) {
+				t.Errorf("%s: event %d Err = %v, want %v", tc.name, i, e.Err, w.err)
+			}
+			if e.Time.Before(start) || e.Time.After(time.Now()) {
+				t.Errorf("%s: event %d Time %v outside the request", tc.name, i, e.Time)
+			}
+			if e.Kind != EventRateLimited && (e.Duration < 0 || e.Duration > time.Since(start)) {
+				t.Errorf("%s: event %d Duration %v", tc.name, i, e.Duration)
+			}
+			if e.Kind == EventAuthenticated && (e.Method != MethodAPIKey || e.Project != "default") {
+				t.Errorf("%s: event %d lacks the principal: %+v", tc.name, i, e)
+			}
+		}
+		for _, e := range got {
+			if s := fmt.Sprintf("%+v %v", e, e.Err); strings.Contains(s, goodKey) || strings.Contains(s, otherKey) {
+				t.Errorf("%s: event holds the credential: %s", tc.name, s)
+			}
+		}
+	}
+	// A 503 of the Authenticator and a credential echoed in an error
+	// message: reported, masked.
+	echo := &fakeAuth{fn: func(_ context.Context, cred string) (Principal, error) {
+		return Principal{}, &Error{Kind: ErrUnavailable, Message: "store down for " + cred, Err: errors.New("dial " + cred)}
+	}}
+	obs2 := &recorder{}
+	serve(mustNew(t, echo, WithObserver(obs2), quietLogger()).Middleware(okHandler()), limitedRequest("192.0.2.1:1", goodKey))
+	got := obs2.take()
+	if len(got) != 1 || got[0].Kind != EventAuthFailed || got[0].Status != 503 || !errors.Is(got[0].Err, ErrUnavailable) {
+		t.Fatalf("events %+v", got)
+	}
+	if m := asError(got[0].Err).Message; strings.Contains(m, goodKey) {
+		t.Errorf("event's error message holds the credential: %q", m)
+	}
+}
+
+// TestObserverAllocs: a no-op Observer adds no allocation to the success
+// path; rate limits add exactly one.
+func TestObserverAllocs(t *testing.T) {
+	nop := ObserverFunc(func(context.Context, Event) {})
+	l, err := NewMemoryLimiter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl := DefaultRateLimits(l)
+	rl.APIKey = Limit{Name: "api_key", Requests: 1 << 30, Period: time.Minute}
+	w := &nopWriter{h: http.Header{}}
+	r := limitedRequest("192.0.2.1:1234", goodKey)
+	measure := func(opts ...Option) float64 {
+		h := mustNew(t, fixedAuth(alice, nil), opts...).Middleware(okHandler())
+		return testalloc.Min(100, func() { h.ServeHTTP(w, r); clear(w.h) })
+	}
+	base := measure()
+	if got := measure(WithObserver(nop)); got != base {
+		t.Errorf("with a no-op Observer: %v allocations, without %v", got, base)
+	}
+	if got := measure(WithRateLimits(rl)); got != base+1 {
+		t.Errorf("with rate limits: %v allocations, without %v; want one more", got, base)
+	}
+	if got := measure(WithRateLimits(rl), WithObserver(nop)); got != base+1 {
+		t.Errorf("with rate limits and an Observer: %v allocations, without %v; want one more", got, base)
+	}
+	// An IPv6 client costs one more: its /64 key.
+	r = limitedRequest("[2001:db8::1]:1234", goodKey)
+	if got := measure(WithRateLimits(rl)); got != base+2 {
+		t.Errorf("with rate limits, IPv6: %v allocations, without %v; want two more", got, base)
+	}
+}
+
+// TestNoObserverNoEvents: without an Observer nothing is reported, and a
+// nil Observer is no Observer.
+func TestNoObserverNoEvents(t *testing.T) {
+	t.Parallel()
+	g := mustNew(t, keyAuth(nil), WithObserver(nil))
+	if g.observer != nil {
+		t.Fatal("WithObserver(nil) set an observer")
+	}
+	if rec := serve(g.Middleware(okHandler()), limitedRequest("192.0.2.1:1", goodKey)); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+}
+
+func TestAddrKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ remote, addr, key string }{
+		{"192.0.2.1:1234", "192.0.2.1", "192.0.2.1"},
+		{"192.0.2.1", "192.0.2.1", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:80", "::ffff:192.0.2.1", "192.0.2.1"},
+		{"[2001:db8:a:b:c:d:e:f]:80", "2001:db8:a:b:c:d:e:f", "2001:db8:a:b::/64"},
+		{"[fe80::1%eth0]:80", "fe80::1%eth0", "fe80::/64"},
+		{"2001:db8::1", "2001:db8::1", "2001:db8::/64"},
+		{"pipe", "invalid IP", ""},
+		{"", "invalid IP", ""},
+		{"192.0.2.01:80", "invalid IP", ""},
+	} {
+		var g Guard
+		a, key := g.clientAddr(&http.Request{RemoteAddr: tc.remote})
+		if a.String() != tc.addr || key != tc.key {
+			t.Errorf("RemoteAddr %q: %v, %q; want %s, %q", tc.remote, a, key, tc.addr, tc.key)
+		}
+	}
+}
+
+// FuzzClientAddr: for any RemoteAddr, the default client address and its
+// budget key are those of the general path, so one client never has two
+// budgets.
+func FuzzClientAddr(f *testing.F) {
+	for _, s := range []string{"192.0.2.1:1234", "192.0.2.1", "[::1]:80", "[::ffff:1.2.3.4]:5", "1.2.3.4:", "[fe80::1%en0]:1", "pipe", "", ":80", "01.2.3.4:5", "1.2.3.4%z:5"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, remote string) {
+		var g Guard
+		a, key := g.clientAddr(&http.Request{RemoteAddr: remote})
+		if !a.IsValid() {
+			if key != "" {
+				t.Fatalf("invalid address with key %q", key)
+			}
+			return
+		}
+		if want := addrKey(a); key != want {
+			t.Fatalf("RemoteAddr %q: key %q, want %q", remote, key, want)
+		}
+		if !bytes.Contains([]byte(remote), []byte(a.Unmap().WithZone("").String())) && a.Is4() {
+			t.Fatalf("RemoteAddr %q: address %v not in it", remote, a)
+		}
+	})
+}
+
+// BenchmarkGuardLimits measures what rate limits and an Observer add to
+// the middleware's success path, with an Authenticator that costs nothing,
+// so that the difference is the limits' own cost.
+func BenchmarkGuardLimits(b *testing.B) {
+	l, err := NewMemoryLimiter()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rl := DefaultRateLimits(l)
+	rl.APIKey = Limit{Name: "api_key", Requests: 1 << 30, Period: time.Minute}
+	nop := ObserverFunc(func(context.Context, Event) {})
+	for _, bc := range []struct {
+		name string
+		opts []Option
+		addr string
+	}{
+		{"off", nil, "192.0.2.1:1234"},
+		{"on", []Option{WithRateLimits(rl)}, "192.0.2.1:1234"},
+		{"on, IPv6", []Option{WithRateLimits(rl)}, "[2001:db8::1]:1234"},
+		{"observer", []Option{WithObserver(nop)}, "192.0.2.1:1234"},
+		{"on+observer", []Option{WithRateLimits(rl), WithObserver(nop)}, "192.0.2.1:1234"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := mustNew(b, fixedAuth(alice, nil), bc.opts...).Middleware(okHandler())
+			r := limitedRequest(bc.addr, goodKey)
+			w := &nopWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, r)
+				clear(w.h)
+			}
+		})
+	}
+}
