@@ -100,6 +100,7 @@ type Service struct {
 	random       io.Reader
 	randMu       *sync.Mutex // nil when random is crypto/rand.Reader
 	logger       *slog.Logger
+	observer     auth.Observer // nil: report nothing
 	errorHandler auth.ErrorHandler
 	logErrors    bool // errorHandler is the default, which does not log
 	realm        string
@@ -198,6 +199,38 @@ func WithServiceLogger(l *slog.Logger) ServiceOption {
 		}
 		s.logger = l
 		return nil
+	}
+}
+
+// WithServiceObserver sets the [auth.Observer] the Service reports token
+// lifecycle events to, each after the change is stored, never for a call
+// that failed:
+//
+//   - [auth.EventTokenIssued] from [Service.Exchange], with the API key's
+//     KeyID and Project, the access token's jti as TokenID, and the new
+//     Session;
+//   - [auth.EventTokenRefreshed] from [Service.Refresh], the same fields
+//     for the new access token;
+//   - [auth.EventRefreshReuse] when Refresh is given a spent refresh token
+//     of a session that has not expired, with the Session, KeyID and
+//     Project. It is reported even if revoking the session then fails,
+//     with that failure as Err;
+//   - [auth.EventTokenRevoked] from [Service.Revoke], with the token's
+//     TokenID, Session, KeyID, Project and Subject.
+//
+// Default: none. The Observer is called on the caller's goroutine with
+// the caller's context. A nil o means none.
+func WithServiceObserver(o auth.Observer) ServiceOption {
+	return func(s *Service) error {
+		s.observer = o
+		return nil
+	}
+}
+
+// observe reports e to the Service's Observer, if it has one.
+func (s *Service) observe(ctx context.Context, e auth.Event) {
+	if s.observer != nil {
+		s.observer.Observe(ctx, e)
 	}
 }
 
@@ -468,7 +501,7 @@ func (s *Service) Exchange(ctx context.Context, p auth.Principal, scopes []strin
 	if !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(end) {
 		end = p.ExpiresAt
 	}
-	return s.issuePair(ctx, p.KeyID, p.Project, p.Scopes, scopes, family, end, now)
+	return s.issuePair(ctx, auth.EventTokenIssued, p.KeyID, p.Project, p.Scopes, scopes, family, end, now)
 }
 
 // Refresh spends refreshToken and returns a new pair in its session, with
@@ -521,7 +554,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Pair, error
 		}
 		return Pair{}, s.unavailable(ctx, "check API key", err)
 	}
-	pair, err := s.issuePair(ctx, rec.KeyID, rec.Project, rec.Scopes, nil, rec.Family, rec.ExpiresAt, now)
+	pair, err := s.issuePair(ctx, auth.EventTokenRefreshed, rec.KeyID, rec.Project, rec.Scopes, nil, rec.Family, rec.ExpiresAt, now)
 	if errors.Is(err, auth.ErrInvalidCredential) {
 		// The session ends within the second: the Issuer finds the key
 		// expired.
@@ -562,7 +595,9 @@ func (s *Service) reused(ctx context.Context, rec RefreshRecord, tok string, now
 	if rec.ExpiresAt.Before(until) {
 		until = rec.ExpiresAt
 	}
-	if err := s.endSession(ctx, rec.Family, until, now); err != nil {
+	err := s.endSession(ctx, rec.Family, until, now)
+	s.observe(ctx, auth.Event{Kind: auth.EventRefreshReuse, Time: now, KeyID: rec.KeyID, Project: rec.Project, Session: rec.Family, Err: err})
+	if err != nil {
 		return err
 	}
 	return errReused
@@ -603,20 +638,25 @@ func (s *Service) Revoke(ctx context.Context, p auth.Principal) error {
 	if err := s.revocations.Revoke(ctx, p.TokenID, exp.Add(RevocationSlack)); err != nil {
 		return s.unavailable(ctx, "revoke token", err)
 	}
-	if p.Session == "" {
-		return nil
+	if p.Session != "" {
+		until := now.Add(s.issuer.Lifetime())
+		if exp.After(until) {
+			until = exp
+		}
+		if err := s.endSession(ctx, p.Session, until, now); err != nil {
+			return err
+		}
 	}
-	until := now.Add(s.issuer.Lifetime())
-	if exp.After(until) {
-		until = exp
-	}
-	return s.endSession(ctx, p.Session, until, now)
+	s.observe(ctx, auth.Event{Kind: auth.EventTokenRevoked, Time: now, Method: p.Method, KeyID: p.KeyID,
+		Project: p.Project, Subject: p.Subject, TokenID: p.TokenID, Session: p.Session})
+	return nil
 }
 
 // issuePair issues an access token and a refresh token in session family
 // for the API key keyID, whose scopes are keyScopes; scopes nil means all
-// of them. Neither token outlives end.
-func (s *Service) issuePair(ctx context.Context, keyID, project string, keyScopes, scopes []string, family string, end, now time.Time) (Pair, error) {
+// of them. Neither token outlives end. On success it reports an event of
+// kind to the Observer.
+func (s *Service) issuePair(ctx context.Context, kind auth.EventKind, keyID, project string, keyScopes, scopes []string, family string, end, now time.Time) (Pair, error) {
 	p := auth.Principal{
 		Method:    auth.MethodAPIKey,
 		KeyID:     keyID,
@@ -648,6 +688,7 @@ func (s *Service) issuePair(ctx context.Context, keyID, project string, keyScope
 	if err := s.refresh.CreateRefresh(ctx, rec); err != nil {
 		return Pair{}, s.unavailable(ctx, "store refresh token", err)
 	}
+	s.observe(ctx, auth.Event{Kind: kind, Time: now, KeyID: keyID, Project: project, TokenID: claims.ID, Session: family})
 	return Pair{
 		AccessToken:  at,
 		TokenType:    "Bearer",
