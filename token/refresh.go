@@ -69,7 +69,8 @@ type RefreshStore interface {
 	// created in it, revoked at time at. It is idempotent: revoking a
 	// revoked family keeps the earlier time and is not an error. A family
 	// the store does not know (never created, or forgotten after its
-	// records expired) is not an error either, and nothing changes.
+	// records expired) is not an error either, and nothing changes. A
+	// zero at is an error: revoking nothing must not pass silently.
 	RevokeFamily(ctx context.Context, family string, at time.Time) error
 
 	// FamilyRevoked reports whether the family was revoked. A family the
@@ -180,6 +181,9 @@ func (s *MemoryRefreshStore) SpendRefresh(_ context.Context, d keystore.Digest, 
 
 // RevokeFamily implements [RefreshStore].
 func (s *MemoryRefreshStore) RevokeFamily(_ context.Context, family string, at time.Time) error {
+	if at.IsZero() {
+		return errors.New("token: revoke family: zero revocation time")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.prune(at)

@@ -89,6 +89,25 @@ func TestMemoryRefreshStoreCopies(t *testing.T) {
 	}
 }
 
+// TestMemoryRefreshStoreRevokeZeroTime: revoking a family at the zero time
+// is a caller bug, refused as the SQL store refuses it, and never a silent
+// no-op that would leave the family working.
+func TestMemoryRefreshStoreRevokeZeroTime(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	now := newSvcClock().Now()
+	s := NewMemoryRefreshStore()
+	if err := s.CreateRefresh(ctx, rsRecord("a", "f", now)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RevokeFamily(ctx, "f", time.Time{}); err == nil {
+		t.Fatal("RevokeFamily at the zero time: no error")
+	}
+	if revoked, err := s.FamilyRevoked(ctx, "f"); err != nil || revoked {
+		t.Fatalf("FamilyRevoked = %v, %v after a refused revocation", revoked, err)
+	}
+}
+
 // TestMemoryRefreshStoreBounded checks that expired records, spent or not,
 // and their families are dropped by later calls, and live ones kept.
 func TestMemoryRefreshStoreBounded(t *testing.T) {

@@ -10,8 +10,9 @@ import (
 	"time"
 )
 
-// RevocationSlack is how long past its expiry time a revocation is kept,
-// by [MemoryRevocations] and by the [Service] when it records one. A
+// RevocationSlack is how long past its expiry time a revocation must be
+// kept, by every [Revocations] store (MemoryRevocations and the SQL store
+// do so; [Service] passes the token's own expiry). A
 // [Verifier] accepts a token up to its leeway (at most one minute) after
 // exp, so a revocation dropped at exp would let a revoked token work again
 // for that long; two minutes covers the largest leeway with room to spare.

@@ -609,7 +609,7 @@ func (s *Service) endSession(ctx context.Context, session string, until, now tim
 	if err := s.refresh.RevokeFamily(ctx, session, now); err != nil {
 		return s.unavailable(ctx, "revoke session", err)
 	}
-	if err := s.revocations.Revoke(ctx, SessionRevocationPrefix+session, until.Add(RevocationSlack)); err != nil {
+	if err := s.revocations.Revoke(ctx, SessionRevocationPrefix+session, until); err != nil {
 		return s.unavailable(ctx, "revoke session", err)
 	}
 	return nil
@@ -635,7 +635,7 @@ func (s *Service) Revoke(ctx context.Context, p auth.Principal) error {
 	if exp.IsZero() {
 		exp = now.Add(s.issuer.Lifetime())
 	}
-	if err := s.revocations.Revoke(ctx, p.TokenID, exp.Add(RevocationSlack)); err != nil {
+	if err := s.revocations.Revoke(ctx, p.TokenID, exp); err != nil {
 		return s.unavailable(ctx, "revoke token", err)
 	}
 	if p.Session != "" {
