@@ -41,7 +41,7 @@ const (
 // records the request path reads ([CachedStore.LookupDigest] by digest, and
 // [CachedStore.Get] by ID, which [Manager.CheckKey] uses) so that a key seen
 // again costs a map lookup instead of a database round trip. It implements
-// [Store], [Toucher] and [Disabler].
+// [Store], [Toucher], [Disabler] and [UsageWriter].
 //
 // # What is cached
 //
@@ -104,9 +104,10 @@ const (
 //
 // # Optional capabilities
 //
-// Touch and SetDisabled call the store's [Toucher] and [Disabler] methods.
-// When the store does not implement them, they return an error matching
-// [errors.ErrUnsupported] (a [Manager] then records no last-used times).
+// Touch, SetDisabled and RecordUsage call the store's [Toucher],
+// [Disabler] and [UsageWriter] methods. When the store does not implement
+// them, they return an error matching [errors.ErrUnsupported] (a [Manager]
+// then records no last-used times).
 // List is not cached.
 //
 // A CachedStore is safe for concurrent use (its locks are sharded) and
@@ -152,9 +153,10 @@ const (
 
 // Interface checks.
 var (
-	_ Store    = (*CachedStore)(nil)
-	_ Toucher  = (*CachedStore)(nil)
-	_ Disabler = (*CachedStore)(nil)
+	_ Store       = (*CachedStore)(nil)
+	_ Toucher     = (*CachedStore)(nil)
+	_ Disabler    = (*CachedStore)(nil)
+	_ UsageWriter = (*CachedStore)(nil)
 )
 
 // CacheOption configures a [CachedStore].
@@ -631,6 +633,57 @@ func (c *CachedStore) Touch(ctx context.Context, id string, at time.Time) error 
 		c.pos.update(digestShard(&d), d, func(r *Record) {
 			if r.ID == id && at.After(r.LastUsedAt) {
 				r.LastUsedAt = at
+			}
+		})
+	}
+	return nil
+}
+
+// RecordUsage implements [UsageWriter] when the store does; otherwise it
+// returns an error matching [errors.ErrUnsupported]. Cached records get
+// the batch applied in place (counts added, the later time and its client
+// address kept), as the store applies it, so they show this cache's own
+// usage writes at once; store reads that overlap the write are not cached,
+// so no increment is counted twice. Usage written by other instances is
+// seen within the positive TTL. If the store fails, the batch's records
+// are dropped from the cache, since the write may have happened.
+func (c *CachedStore) RecordUsage(ctx context.Context, batch []Usage) error {
+	w, ok := c.store.(UsageWriter)
+	if !ok {
+		return fmt.Errorf("keystore: store %T cannot record usage: %w", c.store, errors.ErrUnsupported)
+	}
+	if len(batch) == 0 {
+		return w.RecordUsage(ctx, batch)
+	}
+	c.writing.Add(1)
+	defer func() {
+		c.gen.Add(1) // reads that overlapped the write are not cached
+		c.writing.Add(-1)
+	}()
+	if err := w.RecordUsage(ctx, batch); err != nil {
+		for _, u := range batch {
+			c.invalidate(u.KeyID, Digest{})
+		}
+		return err
+	}
+	for _, u := range batch {
+		d, ok := c.index.get(c.idShard(u.KeyID), u.KeyID)
+		if !ok {
+			continue
+		}
+		c.pos.update(digestShard(&d), d, func(r *Record) {
+			if r.ID != u.KeyID || u.Requests < 0 {
+				return
+			}
+			r.UsageCount += u.Requests
+			if u.LastUsedAt.IsZero() {
+				return
+			}
+			if u.ClientAddr.IsValid() && !u.LastUsedAt.Before(r.LastUsedAt) {
+				r.LastClientAddr = u.ClientAddr
+			}
+			if u.LastUsedAt.After(r.LastUsedAt) {
+				r.LastUsedAt = u.LastUsedAt
 			}
 		})
 	}

@@ -42,6 +42,7 @@ type Manager struct {
 	idRand   io.Reader
 	interval time.Duration
 	logger   *slog.Logger
+	observer auth.Observer // nil: report nothing
 
 	// rejections maps each way a presented key can fail to the prebuilt
 	// auth error for it, so that rejecting a key does not allocate.
@@ -116,6 +117,11 @@ func WithIDRandom(r io.Reader) ManagerOption {
 // the key makes. Default: [DefaultLastUsedInterval] (one minute). Zero or a
 // negative interval turns last-used tracking off. Tracking needs a store
 // that implements [Toucher]; with any other store it is off.
+//
+// A service that records usage with a [UsageRecorder] should pass
+// WithLastUsedInterval(0): the recorder writes last-used times too, with
+// its counters, in batches, off the request path, while the Manager's
+// tracking writes synchronously, in the request that authenticates.
 func WithLastUsedInterval(d time.Duration) ManagerOption {
 	return func(m *Manager) error {
 		m.interval = d
@@ -133,6 +139,29 @@ func WithLogger(l *slog.Logger) ManagerOption {
 		}
 		m.logger = l
 		return nil
+	}
+}
+
+// WithObserver sets the [auth.Observer] the Manager reports key lifecycle
+// events to: [auth.EventKeyCreated] from [Manager.Issue],
+// [auth.EventKeyRotated] from [Manager.Rotate] and [auth.EventKeyRevoked]
+// from [Manager.Revoke], each after the store has made the change, never
+// for a call that failed. Default: none. Verify, Authenticate and CheckKey
+// report nothing: the request path is the Guard's to report
+// ([auth.EventAuthenticated], [auth.EventAuthFailed]). The Observer is
+// called on the caller's goroutine, with the caller's context. A nil o
+// means none.
+func WithObserver(o auth.Observer) ManagerOption {
+	return func(m *Manager) error {
+		m.observer = o
+		return nil
+	}
+}
+
+// observe reports e to the Manager's Observer, if it has one.
+func (m *Manager) observe(ctx context.Context, e auth.Event) {
+	if m.observer != nil {
+		m.observer.Observe(ctx, e)
 	}
 }
 
@@ -222,6 +251,13 @@ type KeySpec struct {
 	ExpiresAt time.Time
 	// Metadata holds the owner's annotations. It is copied.
 	Metadata map[string]string
+	// RateLimit is the key's own rate limit, overriding the Guard's
+	// limit for API keys; the zero Limit (the default) means "use the
+	// Guard's". Otherwise it must pass [auth.Limit.Validate] (a Name of
+	// at most 64 letters, digits, '_', '-' or '.', an RFC 9110 token, or
+	// empty for "default"; Burst not negative; a Period of at least a
+	// millisecond) and have positive Requests.
+	RateLimit auth.Limit
 }
 
 // Issue creates a key and stores its record. The returned [Key] is the only
@@ -240,6 +276,9 @@ func (m *Manager) Issue(ctx context.Context, spec KeySpec) (Key, Record, error) 
 	if !spec.ExpiresAt.IsZero() && !spec.ExpiresAt.After(now) {
 		return Key{}, Record{}, fmt.Errorf("%w: the expiry time is not in the future", ErrInvalidSpec)
 	}
+	if err := validRateLimit(spec.RateLimit); err != nil {
+		return Key{}, Record{}, err
+	}
 	key, rec, err := m.newRecord(now)
 	if err != nil {
 		return Key{}, Record{}, err
@@ -249,9 +288,11 @@ func (m *Manager) Issue(ctx context.Context, spec KeySpec) (Key, Record, error) 
 	rec.Scopes = scopes
 	rec.ExpiresAt = spec.ExpiresAt
 	rec.Metadata = maps.Clone(spec.Metadata)
+	rec.RateLimit = spec.RateLimit
 	if err := m.store.Create(ctx, rec); err != nil {
 		return Key{}, Record{}, fmt.Errorf("keystore: store key %s: %w", rec.ID, err)
 	}
+	m.observe(ctx, auth.Event{Kind: auth.EventKeyCreated, Time: now, KeyID: rec.ID, Project: rec.Project})
 	return key, rec, nil
 }
 
@@ -378,6 +419,7 @@ func (m *Manager) Authenticate(ctx context.Context, credential string) (auth.Pri
 		Scopes:    rec.Scopes,
 		ExpiresAt: rec.ExpiresAt,
 		Hint:      rec.Hint,
+		RateLimit: rec.RateLimit,
 	}, nil
 }
 
@@ -408,14 +450,32 @@ func (m *Manager) List(ctx context.Context, project string) ([]Record, error) {
 // matching [ErrNotFound] if there is no such key. With a store shared by
 // several instances, the key stops working on every instance at its next
 // lookup.
+//
+// With an Observer ([WithObserver]) it reports [auth.EventKeyRevoked] when
+// this call revoked the key, that is when the revocation time the store
+// returns is this call's (to the microsecond, the precision stores keep).
+// Revoking a key that was already revoked reports nothing, so the audit
+// log holds one revocation per key; revoking a key that a rotation left
+// working for a grace period is a revocation, and is reported.
 func (m *Manager) Revoke(ctx context.Context, id string) (Record, error) {
-	return m.store.Revoke(ctx, id, m.now())
+	now := m.now()
+	rec, err := m.store.Revoke(ctx, id, now)
+	if err == nil && m.observer != nil && sameInstant(rec.RevokedAt, now) {
+		m.observer.Observe(ctx, auth.Event{Kind: auth.EventKeyRevoked, Time: now, KeyID: rec.ID, Project: rec.Project})
+	}
+	return rec, err
+}
+
+// sameInstant reports whether a store returned t for the time at, which it
+// may have cut to whole microseconds.
+func sameInstant(t, at time.Time) bool {
+	return t.Equal(at) || t.Equal(at.Truncate(time.Microsecond)) || t.Equal(at.Round(time.Microsecond))
 }
 
 // Rotate revokes key id and issues its replacement in one atomic step ("revoke
 // key & get a new one"). The new key has the old one's project, name, scopes,
-// metadata and disabled flag; if the old key had a lifetime, the new one gets
-// the same lifetime from now.
+// metadata, rate limit and disabled flag; if the old key had a lifetime, the
+// new one gets the same lifetime from now. Its usage counters start at zero.
 //
 // grace is how long the old key keeps working; zero (the usual choice)
 // revokes it at once. It returns an error matching [ErrNotFound] if there is
@@ -442,12 +502,14 @@ func (m *Manager) Rotate(ctx context.Context, id string, grace time.Duration) (K
 	next.Scopes = slices.Clone(old.Scopes)
 	next.Metadata = maps.Clone(old.Metadata)
 	next.Disabled = old.Disabled
+	next.RateLimit = old.RateLimit
 	if !old.ExpiresAt.IsZero() {
 		next.ExpiresAt = now.Add(old.ExpiresAt.Sub(old.CreatedAt))
 	}
 	if err := m.store.Replace(ctx, id, now.Add(grace), next); err != nil {
 		return Key{}, Record{}, fmt.Errorf("keystore: rotate %s: %w", id, err)
 	}
+	m.observe(ctx, auth.Event{Kind: auth.EventKeyRotated, Time: now, KeyID: next.ID, PreviousKeyID: id, Project: next.Project})
 	return key, next, nil
 }
 

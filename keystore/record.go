@@ -3,7 +3,11 @@ package keystore
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
+	"net/netip"
 	"time"
+
+	"github.com/keygate/keygate/auth"
 )
 
 // DigestSize is the size of a [Digest] in bytes.
@@ -61,9 +65,26 @@ type Record struct {
 	// a grace period revokes the old key at a time in the future. Zero
 	// means not revoked. Revocation is final.
 	RevokedAt time.Time
-	// LastUsedAt is when the key was last seen, to within the manager's
-	// last-used interval (one minute by default); zero means never.
+	// LastUsedAt is when the key was last seen: to within the manager's
+	// last-used interval (one minute by default, see
+	// [WithLastUsedInterval]), or, with a [UsageRecorder], to within its
+	// flush interval. Zero means never.
 	LastUsedAt time.Time
+	// UsageCount is how many requests the key (and the access tokens
+	// derived from it) authenticated, as flushed to the store by every
+	// instance's [UsageRecorder]; requests not yet flushed are not
+	// counted. Zero without a UsageRecorder.
+	UsageCount int64
+	// LastClientAddr is the address of the client of the key's latest
+	// request whose address was known, as flushed by a [UsageRecorder];
+	// the zero Addr (invalid) means unknown. It is what the Guard took as
+	// the client's address, so it is only as trustworthy as that.
+	LastClientAddr netip.Addr
+	// RateLimit is the key's own rate limit, overriding the limit the
+	// Guard applies to its method; the zero Limit means "use the
+	// method's limit". The [Manager] copies it into
+	// [auth.Principal.RateLimit].
+	RateLimit auth.Limit
 	// Disabled suspends the key: it fails like an unknown key until it is
 	// enabled again.
 	Disabled bool
@@ -79,4 +100,24 @@ func (r *Record) RevokedBy(now time.Time) bool {
 // ExpiredBy reports whether the record has expired at time now.
 func (r *Record) ExpiredBy(now time.Time) bool {
 	return !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
+}
+
+// validRateLimit checks a key's rate limit as [KeySpec.RateLimit]
+// documents, with an error matching [ErrInvalidSpec].
+func validRateLimit(l auth.Limit) error {
+	if l == (auth.Limit{}) {
+		return nil
+	}
+	if err := l.Validate(); err != nil {
+		return fmt.Errorf("%w: rate limit: %w", ErrInvalidSpec, err)
+	}
+	switch {
+	case l.Requests < 0:
+		return fmt.Errorf("%w: rate limit: negative Requests", ErrInvalidSpec)
+	case l.Requests == 0:
+		// Zero requests is "no limit of its own": a name, period or
+		// burst with it would be silently ignored.
+		return fmt.Errorf("%w: rate limit: a Name, Period or Burst needs Requests", ErrInvalidSpec)
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package keystore
 
 import (
 	"context"
+	"net/netip"
 	"time"
 )
 
@@ -72,4 +73,45 @@ type Disabler interface {
 	// It is idempotent. It returns an error matching [ErrNotFound] if there
 	// is no such record.
 	SetDisabled(ctx context.Context, id string, disabled bool) (Record, error)
+}
+
+// Usage is one key's use since the last flush: what a [UsageRecorder]
+// hands a [UsageWriter].
+type Usage struct {
+	// KeyID is the key's ID.
+	KeyID string
+	// Requests is how many requests the key made since the last flush:
+	// a delta, added to the stored count. It is never negative.
+	Requests int64
+	// LastUsedAt is when the latest of those requests was made; zero if
+	// unknown.
+	LastUsedAt time.Time
+	// ClientAddr is the client address of the latest request whose
+	// address was known; the zero Addr if none was.
+	ClientAddr netip.Addr
+}
+
+// UsageWriter is an optional [Store] capability: per-key usage counters
+// written in batches, which a [UsageRecorder] flushes to. Stores that share
+// one database between several instances get counts that add up across
+// them, since every write is an increment.
+type UsageWriter interface {
+	// RecordUsage applies each [Usage] of batch to the record with its
+	// KeyID: it adds Requests to UsageCount; sets LastUsedAt to the later
+	// of the stored time and the given one (a zero given time changes
+	// nothing); and sets LastClientAddr to ClientAddr when ClientAddr is
+	// valid and the given LastUsedAt is not before the stored one, so
+	// that LastClientAddr belongs to the latest request. Entries for IDs
+	// no record has are skipped, not an error; an entry whose ID appears
+	// twice in batch is applied twice, as if the two came in two calls.
+	// An empty batch does nothing. An entry with negative Requests is an
+	// error, and nothing is applied.
+	//
+	// The batch should be one transaction, and one round trip where the
+	// database allows it: the write cost of usage tracking is then one
+	// statement per batch, whatever the request rate. On error, the
+	// caller may send the same deltas again; a store that cannot tell
+	// whether a failed batch was applied may count it twice. RecordUsage
+	// does not retain batch.
+	RecordUsage(ctx context.Context, batch []Usage) error
 }

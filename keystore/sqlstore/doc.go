@@ -15,9 +15,9 @@
 //	defer store.Close()
 //	keys, err := keystore.NewManager(store, keystore.WithHasher(hasher))
 //
-// [Store] implements [keystore.Store], [keystore.Toucher] and
-// [keystore.Disabler], and passes storetest.Run on real SQLite and
-// PostgreSQL databases. It also implements [token.RefreshStore], and
+// [Store] implements [keystore.Store], [keystore.Toucher],
+// [keystore.Disabler] and [keystore.UsageWriter], and passes storetest.Run
+// on real SQLite and PostgreSQL databases. It also implements [token.RefreshStore], and
 // [Store.Revocations] returns a [token.Revocations] on the same database,
 // so that a refresh-token family or an access token revoked through one
 // instance is revoked for every instance sharing the database:
@@ -38,6 +38,12 @@
 //	             INTEGER / BIGINT   -- Unix microseconds, UTC; NULL for the zero time
 //	disabled     INTEGER / BOOLEAN  NOT NULL
 //	metadata     TEXT               -- JSON object; NULL for empty Metadata
+//	rate_limit_name                 TEXT    NOT NULL DEFAULT '' -- Record.RateLimit
+//	rate_limit_requests, rate_limit_burst
+//	                                INTEGER / BIGINT NOT NULL DEFAULT 0
+//	rate_limit_period_ns            INTEGER / BIGINT NOT NULL DEFAULT 0 -- a time.Duration
+//	usage_count  INTEGER / BIGINT   NOT NULL DEFAULT 0 -- Record.UsageCount
+//	last_client_addr TEXT           -- netip.Addr text form; NULL when unknown
 //	INDEX keys_project_created ON keys (project, created_at, id)
 //
 // and, for the token stores:
@@ -71,6 +77,12 @@
 // this package (an unknown version in schema_migrations) is refused.
 //
 // # Atomicity
+//
+// [Store.RecordUsage] writes a batch of usage counters in one statement on
+// PostgreSQL (UPDATE … FROM unnest of the batch's arrays, after locking
+// the rows in ID order so that batches from several instances cannot
+// deadlock) and in one transaction on SQLite; counts are increments, so
+// instances sharing the database add up.
 //
 // Revoke, Touch and SetDisabled are single UPDATE statements; Revoke keeps
 // the earlier time with

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -18,14 +19,15 @@ import (
 
 // Interface checks.
 var (
-	_ keystore.Store    = (*Store)(nil)
-	_ keystore.Toucher  = (*Store)(nil)
-	_ keystore.Disabler = (*Store)(nil)
+	_ keystore.Store       = (*Store)(nil)
+	_ keystore.Toucher     = (*Store)(nil)
+	_ keystore.Disabler    = (*Store)(nil)
+	_ keystore.UsageWriter = (*Store)(nil)
 )
 
 // Store is a [keystore.Store] on a SQL database, SQLite or PostgreSQL. It
-// also implements [keystore.Toucher], [keystore.Disabler] and
-// [token.RefreshStore]; [Store.Revocations] gives a [token.Revocations] on
+// also implements [keystore.Toucher], [keystore.Disabler],
+// [keystore.UsageWriter] and [token.RefreshStore]; [Store.Revocations] gives a [token.Revocations] on
 // the same database.
 //
 // Each [keystore.Store] method is one statement or one transaction, and
@@ -168,7 +170,8 @@ func (s *Store) Close() error {
 	return err
 }
 
-const recordColumns = "id, project, name, hint, digest, scopes, created_at, expires_at, revoked_at, last_used_at, disabled, metadata"
+const recordColumns = "id, project, name, hint, digest, scopes, created_at, expires_at, revoked_at, last_used_at, disabled, metadata, " +
+	"rate_limit_name, rate_limit_requests, rate_limit_period_ns, rate_limit_burst, usage_count, last_client_addr"
 
 // errNoSuchID is the not-found error of the methods taking an ID. It does
 // not quote the ID: a caller might pass a key there by mistake.
@@ -217,7 +220,7 @@ func (s *Store) Create(ctx context.Context, r keystore.Record) error {
 	})
 }
 
-const insertRecord = "INSERT INTO keys (" + recordColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+const insertRecord = "INSERT INTO keys (" + recordColumns + ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
 
 func (s *Store) insertError(op string, r *keystore.Record, err error) error {
 	if s.dialect.isUniqueViolation(err) {
@@ -368,6 +371,135 @@ WHERE id = $2`, nullTime(at), id)
 	return nil
 }
 
+// RecordUsage implements [keystore.UsageWriter]. Entries with the same key
+// ID are merged first (their Requests summed, the latest time and its
+// address kept), which gives the result of applying them one by one. On
+// PostgreSQL the whole batch is one UPDATE … FROM unnest(…) statement
+// that first locks the rows in ID order (so concurrent batches from
+// several instances cannot deadlock): one round trip and one transaction,
+// whatever its size. On SQLite it is
+// one transaction of one prepared UPDATE per key. Neither sends an
+// invalidation notification: usage does not change whether a key works.
+func (s *Store) RecordUsage(ctx context.Context, batch []keystore.Usage) error {
+	us, err := mergeUsage(batch)
+	if err != nil || len(us) == 0 {
+		return err
+	}
+	if s.dialect == Postgres {
+		return s.recordUsagePostgres(ctx, us)
+	}
+	return s.recordUsageSQLite(ctx, us)
+}
+
+// usageRow is one key's merged usage, as the statements take it.
+type usageRow struct {
+	id       string
+	requests int64
+	usedAt   *int64  // Unix microseconds; nil: no time
+	addr     *string // nil: no address
+}
+
+// mergeUsage checks batch and merges the entries of each key, in the
+// order of their first appearance.
+func mergeUsage(batch []keystore.Usage) ([]usageRow, error) {
+	rows := make([]usageRow, 0, len(batch))
+	at := make(map[string]int, len(batch))
+	last := make([]time.Time, 0, len(batch)) // full-precision latest time per row
+	for i := range batch {
+		u := &batch[i]
+		if u.Requests < 0 {
+			return nil, errors.New("sqlstore: record usage: negative Requests")
+		}
+		j, ok := at[u.KeyID]
+		if !ok {
+			j = len(rows)
+			at[u.KeyID] = j
+			rows = append(rows, usageRow{id: u.KeyID})
+			last = append(last, time.Time{})
+		}
+		r := &rows[j]
+		r.requests += u.Requests
+		if u.LastUsedAt.IsZero() {
+			continue
+		}
+		if u.ClientAddr.IsValid() && !u.LastUsedAt.Before(last[j]) {
+			a := u.ClientAddr.String()
+			r.addr = &a
+		}
+		if u.LastUsedAt.After(last[j]) {
+			last[j] = u.LastUsedAt
+			us := u.LastUsedAt.UnixMicro()
+			r.usedAt = &us
+		}
+	}
+	return rows, nil
+}
+
+// The SET expressions read the row as it was before the statement, on
+// both databases: last_client_addr compares against the old last_used_at.
+const usageSet = `usage_count = usage_count + %[1]s,
+	last_used_at = CASE WHEN %[2]s IS NOT NULL AND (last_used_at IS NULL OR last_used_at < %[2]s)
+		THEN %[2]s ELSE last_used_at END,
+	last_client_addr = CASE WHEN %[3]s IS NOT NULL AND %[2]s IS NOT NULL AND (last_used_at IS NULL OR last_used_at <= %[2]s)
+		THEN %[3]s ELSE last_client_addr END`
+
+var (
+	// The rows are locked in ID order first: two batches updating the
+	// same keys in join order could each wait for a row the other holds
+	// (a deadlock PostgreSQL breaks by failing one). The UPDATE only
+	// touches rows the CTE has already locked, so every lock is taken in
+	// ID order.
+	recordUsagePostgres = `WITH u AS (
+	SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[]) AS u(id, requests, used_at, addr)
+), locked AS MATERIALIZED (
+	SELECT keys.id FROM keys JOIN u ON keys.id = u.id ORDER BY keys.id FOR UPDATE OF keys
+)
+UPDATE keys SET ` + fmt.Sprintf(usageSet, "u.requests", "u.used_at", "u.addr") + `
+FROM u JOIN locked ON locked.id = u.id
+WHERE keys.id = u.id`
+	recordUsageSQLite = `UPDATE keys SET ` + fmt.Sprintf(usageSet, "$1", "$2", "$3") + ` WHERE id = $4`
+)
+
+func (s *Store) recordUsagePostgres(ctx context.Context, us []usageRow) error {
+	ids := make([]string, len(us))
+	requests := make([]int64, len(us))
+	usedAt := make([]*int64, len(us))
+	addrs := make([]*string, len(us))
+	for i, u := range us {
+		ids[i], requests[i], usedAt[i], addrs[i] = u.id, u.requests, u.usedAt, u.addr
+	}
+	if _, err := s.db.ExecContext(ctx, recordUsagePostgres, ids, requests, usedAt, addrs); err != nil {
+		return backend("record usage", err)
+	}
+	return nil
+}
+
+func (s *Store) recordUsageSQLite(ctx context.Context, us []usageRow) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return backend("record usage", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	stmt, err := tx.PrepareContext(ctx, recordUsageSQLite)
+	if err != nil {
+		return backend("record usage", err)
+	}
+	defer stmt.Close()
+	for _, u := range us {
+		if _, err := stmt.ExecContext(ctx, u.requests, u.usedAt, u.addr, u.id); err != nil {
+			return backend("record usage", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return backend("record usage", err)
+	}
+	return nil
+}
+
 // SetDisabled implements [keystore.Disabler] with one UPDATE … RETURNING
 // statement; on PostgreSQL it runs in a transaction with the pg_notify that
 // tells other instances' caches (see [ListenPostgres]).
@@ -422,7 +554,17 @@ func recordArgs(r *keystore.Record) ([]any, error) {
 		r.ID, r.Project, r.Name, r.Hint, r.Digest[:], scopes,
 		nullTime(r.CreatedAt), nullTime(r.ExpiresAt), nullTime(r.RevokedAt), nullTime(r.LastUsedAt),
 		r.Disabled, metadata,
+		r.RateLimit.Name, int64(r.RateLimit.Requests), int64(r.RateLimit.Period), int64(r.RateLimit.Burst),
+		r.UsageCount, nullAddr(r.LastClientAddr),
 	}, nil
+}
+
+// nullAddr returns a in its text form, NULL for the zero Addr.
+func nullAddr(a netip.Addr) sql.NullString {
+	if !a.IsValid() {
+		return sql.NullString{}
+	}
+	return sql.NullString{String: a.String(), Valid: true}
 }
 
 // nullTime returns t in Unix microseconds, NULL for the zero time.
@@ -447,12 +589,22 @@ func scanRecord(sc scanner) (keystore.Record, error) {
 	var (
 		r                                   keystore.Record
 		digest                              []byte
-		scopes, metadata                    sql.NullString
+		scopes, metadata, addr              sql.NullString
 		created, expires, revoked, lastUsed sql.NullInt64
+		requests, period, burst             int64
 	)
 	if err := sc.Scan(&r.ID, &r.Project, &r.Name, &r.Hint, &digest, &scopes,
-		&created, &expires, &revoked, &lastUsed, &r.Disabled, &metadata); err != nil {
+		&created, &expires, &revoked, &lastUsed, &r.Disabled, &metadata,
+		&r.RateLimit.Name, &requests, &period, &burst, &r.UsageCount, &addr); err != nil {
 		return keystore.Record{}, err
+	}
+	r.RateLimit.Requests, r.RateLimit.Period, r.RateLimit.Burst = int(requests), time.Duration(period), int(burst)
+	if addr.Valid {
+		a, err := netip.ParseAddr(addr.String)
+		if err != nil {
+			return keystore.Record{}, fmt.Errorf("stored client address of record %q: %w", r.ID, err)
+		}
+		r.LastClientAddr = a
 	}
 	if len(digest) != keystore.DigestSize {
 		return keystore.Record{}, fmt.Errorf("stored digest of record %q has %d bytes, want %d", r.ID, len(digest), keystore.DigestSize)

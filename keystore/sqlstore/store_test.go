@@ -180,6 +180,9 @@ func TestLostConnection(t *testing.T) {
 			},
 			"Touch":       func() error { return s.Touch(ctx, r.ID, time.Now()) },
 			"SetDisabled": func() error { _, err := s.SetDisabled(ctx, r.ID, true); return err },
+			"RecordUsage": func() error {
+				return s.RecordUsage(ctx, []keystore.Usage{{KeyID: r.ID, Requests: 1, LastUsedAt: time.Now()}})
+			},
 		} {
 			err := call()
 			if err == nil {
@@ -292,6 +295,9 @@ func TestInvalidInput(t *testing.T) {
 			return s.Replace(ctx, valid.ID, time.Time{}, testRecord("key_invalid0004", time.Now()))
 		}},
 		{"Revoke with zero time", func() error { _, err := s.Revoke(ctx, valid.ID, time.Time{}); return err }},
+		{"RecordUsage with negative requests", func() error {
+			return s.RecordUsage(ctx, []keystore.Usage{{KeyID: valid.ID, Requests: -1}})
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.call()

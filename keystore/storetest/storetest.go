@@ -1,6 +1,6 @@
 // Package storetest checks that a [keystore.Store] keeps the contract
-// documented on the interface and on [keystore.Toucher] and
-// [keystore.Disabler]. Every store should pass it: keygate's own, and a
+// documented on the interface and on [keystore.Toucher],
+// [keystore.Disabler] and [keystore.UsageWriter]. Every store should pass it: keygate's own, and a
 // user's SQL, Redis or other store.
 //
 //	func TestStore(t *testing.T) {
@@ -10,7 +10,8 @@
 //	}
 //
 // The suite checks, among other things, that records round-trip with every
-// field (Disabled, LastUsedAt and a RevokedAt in the future included); that
+// field (Disabled, LastUsedAt, a RevokedAt in the future, RateLimit,
+// UsageCount and LastClientAddr included); that
 // LookupDigest matches whole digests only and returns revoked, expired and
 // disabled records; that "not found" and "already exists" errors match
 // [keystore.ErrNotFound] and [keystore.ErrExists] under [errors.Is]; that
@@ -18,7 +19,9 @@
 // even to concurrent readers, and changes nothing when it fails; that List
 // is ordered, includes revoked records and never returns a digest; that
 // returned Scopes and Metadata are copies; and that concurrent use leaves
-// the store consistent (run it with -race).
+// the store consistent (run it with -race); and that RecordUsage adds
+// counts exactly, keeps the latest time and its client address, skips
+// unknown keys, and loses no increment under concurrent batches.
 //
 // The suite uses random IDs, digests and project names, and looks only at
 // records it created itself, so a store shared by several subtests, or one
@@ -35,6 +38,7 @@
 package storetest
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -42,6 +46,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -50,6 +55,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -59,8 +65,8 @@ import (
 // register any cleanup with t.Cleanup. Run returns when every subtest has
 // finished.
 //
-// The optional [keystore.Toucher] and [keystore.Disabler] methods are
-// tested when the store implements them; otherwise their subtests log that
+// The optional [keystore.Toucher], [keystore.Disabler] and
+// [keystore.UsageWriter] methods are tested when the store implements them; otherwise their subtests log that
 // they were skipped. Run passes a live context and does not test
 // cancellation, which a store may or may not honour.
 func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
@@ -87,6 +93,8 @@ func Run(t *testing.T, newStore func(t *testing.T) keystore.Store) {
 		{"Copies", testCopies},
 		{"Touch", testTouch},
 		{"SetDisabled", testSetDisabled},
+		{"RecordUsage", testRecordUsage},
+		{"RecordUsageConcurrent", testRecordUsageConcurrent},
 		{"Concurrent", testConcurrent},
 	}
 	// The group makes Run wait for the parallel subtests, so a caller can
@@ -193,6 +201,15 @@ func diff(got, want keystore.Record, withDigest bool) []string {
 	tm("ExpiresAt", got.ExpiresAt, want.ExpiresAt)
 	tm("RevokedAt", got.RevokedAt, want.RevokedAt)
 	tm("LastUsedAt", got.LastUsedAt, want.LastUsedAt)
+	if got.UsageCount != want.UsageCount {
+		d = append(d, fmt.Sprintf("UsageCount is %d, want %d", got.UsageCount, want.UsageCount))
+	}
+	if got.LastClientAddr != want.LastClientAddr {
+		d = append(d, fmt.Sprintf("LastClientAddr is %v, want %v", got.LastClientAddr, want.LastClientAddr))
+	}
+	if got.RateLimit != want.RateLimit {
+		d = append(d, fmt.Sprintf("RateLimit is %+v, want %+v", got.RateLimit, want.RateLimit))
+	}
 	if got.Disabled != want.Disabled {
 		d = append(d, fmt.Sprintf("Disabled is %v, want %v", got.Disabled, want.Disabled))
 	}
@@ -275,11 +292,25 @@ func testLookupDigest(t *testing.T, s keystore.Store) {
 	full.Disabled = true
 	full.Metadata = map[string]string{"owner": "ops", "note": "ünïcødé ✓", "empty": ""}
 	full.Scopes = []string{"models:read", "chat:write", "keys:manage"}
+	full.RateLimit = auth.Limit{Name: "tier-1.burst_x", Requests: 1 << 40, Period: 1500 * time.Millisecond, Burst: 7}
+	full.UsageCount = 1<<53 + 1 // beyond a float64's integers
+	full.LastClientAddr = netip.MustParseAddr("2001:db8::1")
 
 	minimal := newKey(p, t0)
 	minimal.Name, minimal.Hint, minimal.Scopes, minimal.Metadata = "", "", nil, nil
 
-	keys := []key{full, minimal}
+	// Client addresses come back exactly: an IPv4 address stays IPv4, and
+	// an IPv4-mapped IPv6 address stays mapped.
+	v4 := newKey(p, t0)
+	v4.LastClientAddr = netip.MustParseAddr("192.0.2.1")
+	v4.LastUsedAt = t0
+	v4.UsageCount = 3
+	mapped := newKey(p, t0)
+	mapped.LastClientAddr = netip.MustParseAddr("::ffff:192.0.2.1")
+	limitOnly := newKey(p, t0)
+	limitOnly.RateLimit = auth.PerMinute("", 60)
+
+	keys := []key{full, minimal, v4, mapped, limitOnly}
 	for range 8 {
 		keys = append(keys, newKey(p, t0.Add(time.Millisecond)))
 	}
@@ -526,6 +557,7 @@ func testReplace(t *testing.T, s keystore.Store) {
 	mustCreate(t, s, old.Record)
 	next := newKey(p, t0)
 	next.Name = old.Name
+	next.RateLimit = auth.PerHour("rotated", 1000)
 
 	if err := s.Replace(ctx, old.ID, t0, next.Record); err != nil {
 		t.Fatalf("Replace: %v", err)
@@ -1095,5 +1127,232 @@ func testConcurrent(t *testing.T, s keystore.Store) {
 				t.Errorf("List after the concurrent run is out of order at %d: %s (%v) before %s (%v)", i, prev.ID, prev.CreatedAt, r.ID, r.CreatedAt)
 			}
 		}
+	}
+}
+
+// usageWriter returns s as a UsageWriter, or logs that it is not one.
+func usageWriter(t *testing.T, s keystore.Store) (keystore.UsageWriter, bool) {
+	t.Helper()
+	w, ok := s.(keystore.UsageWriter)
+	if !ok {
+		t.Log("store does not implement keystore.UsageWriter; RecordUsage not tested")
+	}
+	return w, ok
+}
+
+func mustRecordUsage(t *testing.T, w keystore.UsageWriter, what string, batch ...keystore.Usage) {
+	t.Helper()
+	if err := w.RecordUsage(t.Context(), batch); err != nil {
+		t.Fatalf("%s: RecordUsage: %v", what, err)
+	}
+}
+
+// testRecordUsage applies batches one after the other and checks every
+// record after each: counts add, the later time wins, the client address
+// follows the latest time, unknown IDs are skipped and nothing else
+// changes.
+func testRecordUsage(t *testing.T, s keystore.Store) {
+	w, ok := usageWriter(t, s)
+	if !ok {
+		return
+	}
+	p := newProject()
+	t0 := now()
+	a, b, idle := newKey(p, t0), newKey(p, t0), newKey(p, t0)
+	a.RateLimit = auth.PerMinute("a", 10)
+	for _, k := range []*key{&a, &b, &idle} {
+		mustCreate(t, s, k.Record)
+	}
+	addr1 := netip.MustParseAddr("192.0.2.10")
+	addr2 := netip.MustParseAddr("2001:db8::7")
+	addr3 := netip.MustParseAddr("::ffff:198.51.100.3")
+	unknown := "key_" + randString(16)
+	type state struct{ a, b key }
+	steps := []struct {
+		name  string
+		batch []keystore.Usage
+		apply func(st *state)
+	}{
+		{
+			name: "first use of two keys",
+			batch: []keystore.Usage{
+				{KeyID: a.ID, Requests: 5, LastUsedAt: t0.Add(time.Second), ClientAddr: addr1},
+				{KeyID: b.ID, Requests: 1, LastUsedAt: t0.Add(2 * time.Second), ClientAddr: addr2},
+			},
+			apply: func(st *state) {
+				st.a.UsageCount, st.a.LastUsedAt, st.a.LastClientAddr = 5, t0.Add(time.Second), addr1
+				st.b.UsageCount, st.b.LastUsedAt, st.b.LastClientAddr = 1, t0.Add(2*time.Second), addr2
+			},
+		},
+		{
+			name: "an earlier time adds the count and keeps the later time and its address",
+			batch: []keystore.Usage{
+				{KeyID: a.ID, Requests: 2, LastUsedAt: t0, ClientAddr: addr2},
+			},
+			apply: func(st *state) { st.a.UsageCount = 7 },
+		},
+		{
+			name: "a later time with an address sets both",
+			batch: []keystore.Usage{
+				{KeyID: a.ID, Requests: 1, LastUsedAt: t0.Add(time.Minute), ClientAddr: addr3},
+			},
+			apply: func(st *state) {
+				st.a.UsageCount, st.a.LastUsedAt, st.a.LastClientAddr = 8, t0.Add(time.Minute), addr3
+			},
+		},
+		{
+			name: "a later time without an address keeps the address",
+			batch: []keystore.Usage{
+				{KeyID: a.ID, Requests: 1, LastUsedAt: t0.Add(2 * time.Minute)},
+			},
+			apply: func(st *state) { st.a.UsageCount, st.a.LastUsedAt = 9, t0.Add(2*time.Minute) },
+		},
+		{
+			name: "the same time with an address sets the address",
+			batch: []keystore.Usage{
+				{KeyID: a.ID, Requests: 1, LastUsedAt: t0.Add(2 * time.Minute), ClientAddr: addr1},
+			},
+			apply: func(st *state) { st.a.UsageCount, st.a.LastClientAddr = 10, addr1 },
+		},
+		{
+			name: "a zero time adds the count and changes nothing else",
+			batch: []keystore.Usage{
+				{KeyID: b.ID, Requests: 4, ClientAddr: addr1},
+			},
+			apply: func(st *state) { st.b.UsageCount = 5 },
+		},
+		{
+			name: "unknown IDs are skipped and the rest applied",
+			batch: []keystore.Usage{
+				{KeyID: unknown, Requests: 9, LastUsedAt: t0.Add(time.Hour), ClientAddr: addr1},
+				{KeyID: b.ID, Requests: 3, LastUsedAt: t0.Add(3 * time.Minute), ClientAddr: addr3},
+				{KeyID: "", Requests: 1, LastUsedAt: t0.Add(time.Hour)},
+				{KeyID: strings.ToUpper(a.ID), Requests: 1, LastUsedAt: t0.Add(time.Hour)},
+			},
+			apply: func(st *state) {
+				st.b.UsageCount, st.b.LastUsedAt, st.b.LastClientAddr = 8, t0.Add(3*time.Minute), addr3
+			},
+		},
+		{
+			name: "an ID twice in a batch is applied twice",
+			batch: []keystore.Usage{
+				{KeyID: b.ID, Requests: 10, LastUsedAt: t0.Add(5 * time.Minute), ClientAddr: addr2},
+				{KeyID: a.ID, Requests: 1, LastUsedAt: t0.Add(3 * time.Minute)},
+				{KeyID: b.ID, Requests: 20, LastUsedAt: t0.Add(4 * time.Minute), ClientAddr: addr1},
+			},
+			apply: func(st *state) {
+				st.b.UsageCount, st.b.LastUsedAt, st.b.LastClientAddr = 38, t0.Add(5*time.Minute), addr2
+				st.a.UsageCount, st.a.LastUsedAt = 11, t0.Add(3*time.Minute)
+			},
+		},
+		{
+			name:  "an empty batch changes nothing",
+			batch: nil,
+			apply: func(*state) {},
+		},
+		{
+			name: "zero requests with a later time set the time",
+			batch: []keystore.Usage{
+				{KeyID: a.ID, Requests: 0, LastUsedAt: t0.Add(6 * time.Minute), ClientAddr: addr2},
+			},
+			apply: func(st *state) { st.a.LastUsedAt, st.a.LastClientAddr = t0.Add(6*time.Minute), addr2 },
+		},
+	}
+	st := state{a, b}
+	for _, step := range steps {
+		mustRecordUsage(t, w, step.name, step.batch...)
+		step.apply(&st)
+		wantUnchanged(t, "RecordUsage, "+step.name, s, st.a.Record)
+		wantUnchanged(t, "RecordUsage, "+step.name+" (second key)", s, st.b.Record)
+		wantUnchanged(t, "RecordUsage, "+step.name+" (a key not in any batch)", s, idle.Record)
+	}
+	list, err := s.List(t.Context(), p)
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	for _, r := range list {
+		if r.ID == a.ID {
+			check(t, "List after RecordUsage", r, st.a.Record, false)
+		}
+	}
+	_, err = s.Get(t.Context(), unknown)
+	wantNotFound(t, "RecordUsage of an unknown ID must not create a record", err)
+
+	// Touch and RecordUsage share LastUsedAt: a usage older than a touch
+	// does not take the time, nor set the address.
+	if ts, ok := s.(keystore.Toucher); ok {
+		if err := ts.Touch(t.Context(), b.ID, t0.Add(time.Hour)); err != nil {
+			t.Fatalf("Touch: %v", err)
+		}
+		mustRecordUsage(t, w, "after Touch", keystore.Usage{KeyID: b.ID, Requests: 1, LastUsedAt: t0.Add(30 * time.Minute), ClientAddr: addr1})
+		st.b.UsageCount, st.b.LastUsedAt = 39, t0.Add(time.Hour)
+		wantUnchanged(t, "RecordUsage older than a Touch", s, st.b.Record)
+	}
+
+	// A negative delta is a caller bug: an error, and nothing applied.
+	err = w.RecordUsage(t.Context(), []keystore.Usage{
+		{KeyID: a.ID, Requests: 1, LastUsedAt: t0.Add(time.Hour)},
+		{KeyID: b.ID, Requests: -1},
+	})
+	if err == nil {
+		t.Error("RecordUsage with negative Requests: no error")
+	}
+	wantUnchanged(t, "a failed RecordUsage must change nothing", s, st.a.Record)
+}
+
+// testRecordUsageConcurrent writes batches from several goroutines at once,
+// as the UsageRecorders of several instances do: no increment may be lost.
+func testRecordUsageConcurrent(t *testing.T, s keystore.Store) {
+	w, ok := usageWriter(t, s)
+	if !ok {
+		return
+	}
+	const (
+		writers = 6
+		rounds  = 10
+		nkeys   = 40
+	)
+	p := newProject()
+	t0 := now()
+	keys := make([]key, nkeys)
+	for i := range keys {
+		keys[i] = newKey(p, t0)
+		mustCreate(t, s, keys[i].Record)
+	}
+	var wg sync.WaitGroup
+	for wr := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range rounds {
+				batch := make([]keystore.Usage, 0, nkeys+1)
+				for i, k := range keys {
+					batch = append(batch, keystore.Usage{
+						KeyID:      k.ID,
+						Requests:   int64(i + 1),
+						LastUsedAt: t0.Add(time.Duration(round*writers+wr) * time.Second),
+						ClientAddr: netip.AddrFrom4([4]byte{192, 0, 2, byte(wr)}),
+					})
+				}
+				batch = append(batch, keystore.Usage{KeyID: "key_" + randString(16), Requests: 1})
+				if err := w.RecordUsage(context.WithoutCancel(t.Context()), batch); err != nil {
+					t.Errorf("concurrent RecordUsage: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// The latest time is the last round of the last writer, whose
+	// address comes with it.
+	last := t0.Add(time.Duration(rounds*writers-1) * time.Second)
+	for i, k := range keys {
+		k.UsageCount = int64(writers * rounds * (i + 1))
+		k.LastUsedAt = last
+		k.LastClientAddr = netip.AddrFrom4([4]byte{192, 0, 2, writers - 1})
+		wantUnchanged(t, "after concurrent RecordUsage, counts add up exactly", s, k.Record)
 	}
 }
