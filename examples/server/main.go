@@ -9,8 +9,10 @@
 // It keeps its keys, the state of its refresh tokens and its revoked
 // access tokens in a SQLite file, keygate.db in the working directory
 // unless -db names another, or in PostgreSQL with -postgres: they survive
-// a restart. On a start with an empty store it issues a key holding every
-// scope, in project "default", and prints it once on standard output:
+// a restart. (-memory keeps them in memory instead, lost at exit: for
+// trying things out and benchmarks.) On a start with an empty store it
+// issues a key holding every scope, in project "default", and prints it
+// once on standard output:
 //
 //	API key: halfred_…
 //
@@ -34,6 +36,12 @@
 //	-postgres DSN      use the PostgreSQL database at DSN instead of -db (several
 //	                   instances may share it); e.g.
 //	                   postgres://user@host:5432/db?sslmode=verify-full
+//	-memory            keep everything in memory instead of -db, lost at exit
+//	-signing-key FILE  PEM file of the private key that signs access tokens
+//	                   (Ed25519 or ECDSA P-256, PKCS#8), created with mode 0600
+//	                   if missing (default: the -db file's name followed by
+//	                   .signing-key.pem; none with -postgres or -memory, see
+//	                   "Access tokens")
 //	-pepper-env NAME   environment variable holding the hashing pepper
 //	                   (default KEYGATE_PEPPER); unset or empty means no pepper,
 //	                   otherwise it must be at least 16 bytes
@@ -134,12 +142,27 @@
 // Every token response carries Cache-Control: no-store and Pragma:
 // no-cache.
 //
-// The signing key is an Ed25519 key made at each start, published at GET
-// /.well-known/jwks.json (Cache-Control: public, max-age=300), so access
-// tokens, which last 15 minutes, do not survive a restart. Refresh tokens
-// and revocations are in the store and do: after a restart a client
-// refreshes its pair (or exchanges its API key again) to get an access
-// token signed with the new key.
+// The signing key is read from the PEM file -signing-key names, which
+// defaults to the -db file's name followed by .signing-key.pem
+// (keygate.db.signing-key.pem): access tokens, like keys, refresh tokens
+// and revocations, survive a restart. A missing file is created with a
+// new Ed25519 key, mode 0600, atomically (two instances starting at once
+// on a new file end up with the same key). An existing file must hold an
+// Ed25519 or ECDSA P-256 private key in PEM (PKCS#8, or SEC 1 for ECDSA)
+// and be private to its owner: a file that group or others may access, or
+// that holds anything else, stops the server with exit status 1 and an
+// error naming the problem (never the file's contents). The key ID is the
+// key's RFC 7638 thumbprint, so it is the same at every start. Its public
+// key is published at GET /.well-known/jwks.json (Cache-Control: public,
+// max-age=300).
+//
+// With -postgres (or -memory) there is no default file: without
+// -signing-key the server signs with an Ed25519 key made at start and
+// logs a warning, since its access tokens are then accepted only by the
+// instance that issued them, and only until it stops. Give every instance
+// sharing a database the same -signing-key file; after a restart without
+// one, a client refreshes its pair (refresh tokens are in the store) or
+// exchanges its API key again.
 //
 // # External identity provider
 //
@@ -184,6 +207,7 @@ import (
 
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/sqlstore"
+	"github.com/keygate/keygate/token"
 )
 
 // shutdownTimeout is how long a shutdown waits for requests in flight.
@@ -220,15 +244,18 @@ func (e usageError) Unwrap() error { return e.err }
 
 // flags is the parsed command line.
 type flags struct {
-	addr      string
-	prefix    string
-	db        string
-	dbSet     bool
-	postgres  string
-	pepperEnv string
-	logFormat string
-	pepper    []byte
-	trust     *trustConfig // nil without -trust-*
+	addr     string
+	prefix   string
+	db       string
+	dbSet    bool
+	postgres string
+	memory   bool
+	// signingKey is the -signing-key file; "" for a key made at start.
+	signingKey string
+	pepperEnv  string
+	logFormat  string
+	pepper     []byte
+	trust      *trustConfig // nil without -trust-*
 }
 
 const usageText = `Usage: go run ./examples/server [flags]
@@ -261,9 +288,15 @@ Send the key, or an access token, as "Authorization: Bearer KEY" or
 Keys, the state of refresh tokens and revoked access tokens are kept in the
 SQLite file -db (keygate.db in the working directory) or, with -postgres, in
 PostgreSQL: they survive a restart, and a later start on the same store
-prints no key. Access tokens last 15 minutes and are signed with an Ed25519
-key made at each start, so they do not survive a restart: refresh them, or
-exchange the API key again.
+prints no key. With -memory they are kept in memory and lost at exit.
+
+Access tokens last 15 minutes and are signed with the key in the PEM file
+-signing-key (by default the -db file's name followed by .signing-key.pem),
+created with mode 0600 if missing: they survive a restart too. With
+-postgres or -memory there is no default: without -signing-key, access
+tokens are signed with a key made at start, accepted by that instance only
+and only until it stops. Give every instance sharing a database the same
+-signing-key file.
 
 Flags:
 `
@@ -282,6 +315,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	fs.StringVar(&f.prefix, "prefix", "halfred", "API key `prefix`: 1 to 32 lower-case letters and digits, starting with a letter")
 	fs.StringVar(&f.db, "db", "keygate.db", "SQLite database `file` keeping keys, refresh tokens and revocations; created if need be")
 	fs.StringVar(&f.postgres, "postgres", "", "PostgreSQL `DSN` (postgres://user@host:5432/db?sslmode=verify-full, or key=value pairs)\nto use instead of -db, e.g. for several instances sharing one store")
+	fs.BoolVar(&f.memory, "memory", false, "keep keys, refresh tokens and revocations in memory instead of -db: lost at exit\n(for trying things out and benchmarks)")
+	fs.StringVar(&f.signingKey, "signing-key", "", "PEM `file` of the private key signing access tokens (Ed25519 or ECDSA P-256, PKCS#8),\ncreated with mode 0600 if missing; it must not be accessible to group or others.\nDefault: the -db file's name followed by "+signingKeySuffix+"; with -postgres or -memory,\na key made at start (access tokens then work on one instance only, until it stops)")
 	fs.StringVar(&f.pepperEnv, "pepper-env", "KEYGATE_PEPPER", "name of the environment `variable` holding the pepper mixed into every key's hash;\nunset or empty means no pepper (plain SHA-256), otherwise it must be at least 16 bytes.\nThe pepper is never printed or logged")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format` on standard error: text or json")
 	var trust trustConfig
@@ -294,9 +329,13 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		}
 		return flags{}, usageError{err: err, printed: true}
 	}
+	signingKeySet := false
 	fs.Visit(func(fl *flag.Flag) {
-		if fl.Name == "db" {
+		switch fl.Name {
+		case "db":
 			f.dbSet = true
+		case "signing-key":
+			signingKeySet = true
 		}
 	})
 	switch {
@@ -304,8 +343,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		return flags{}, usageError{err: fmt.Errorf("unexpected argument %q; the server takes flags only (see -help)", fs.Arg(0))}
 	case f.postgres != "" && f.dbSet:
 		return flags{}, usageError{err: errors.New("-db and -postgres name two stores: give one")}
-	case f.db == "" && f.postgres == "":
+	case f.memory && (f.dbSet || f.postgres != ""):
+		return flags{}, usageError{err: errors.New("-memory and -db or -postgres name two stores: give one")}
+	case f.db == "" && f.postgres == "" && !f.memory:
 		return flags{}, usageError{err: errors.New("-db must name a file")}
+	case signingKeySet && f.signingKey == "":
+		return flags{}, usageError{err: errors.New("-signing-key must name a file")}
 	case f.logFormat != "text" && f.logFormat != "json":
 		return flags{}, usageError{err: fmt.Errorf("-log-format must be text or json, not %q", f.logFormat)}
 	case f.pepperEnv == "":
@@ -327,6 +370,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		f.trust = &trust
 	case n > 0:
 		return flags{}, usageError{err: errors.New("-trust-jwks, -trust-issuer and -trust-audience go together: give all three or none")}
+	}
+	if !signingKeySet && f.postgres == "" && !f.memory {
+		f.signingKey = f.db + signingKeySuffix
 	}
 	if p := getenv(f.pepperEnv); p != "" {
 		if len(p) < 16 {
@@ -371,19 +417,36 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	logger := slog.New(handler)
 
-	st, err := openStore(ctx, f)
+	// With -memory, newServer's defaults keep refresh tokens and
+	// revocations in memory.
+	var (
+		keys        keystore.Store
+		refresh     token.RefreshStore
+		revocations token.Revocations
+	)
+	if f.memory {
+		keys = keystore.NewMemoryStore()
+		logger.Warn("keys, refresh tokens and revocations are kept in memory (-memory): they are lost at exit")
+	} else {
+		st, err := openStore(ctx, f)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := st.Close(); err != nil {
+				logger.Warn("close the store", "error", err)
+			}
+		}()
+		keys, refresh, revocations = st, st, st.Revocations()
+		if f.postgres != "" {
+			logger.Info("keys, refresh tokens and revocations are kept in PostgreSQL", "postgres", dsnTarget(f.postgres))
+		} else {
+			logger.Info("keys, refresh tokens and revocations are kept in SQLite", "db", f.db)
+		}
+	}
+	signer, err := signingKey(f, logger)
 	if err != nil {
 		return err
-	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			logger.Warn("close the store", "error", err)
-		}
-	}()
-	if f.postgres != "" {
-		logger.Info("keys, refresh tokens and revocations are kept in PostgreSQL", "postgres", dsnTarget(f.postgres))
-	} else {
-		logger.Info("keys, refresh tokens and revocations are kept in SQLite", "db", f.db)
 	}
 	// The cache serves the request path: a key seen again costs no
 	// database read. This instance's own revocations reach it at once.
@@ -396,7 +459,7 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	if f.postgres != "" {
 		cacheOpts = append(cacheOpts, keystore.WithInvalidationFeed())
 	}
-	cached, err := keystore.NewCachedStore(st, cacheOpts...)
+	cached, err := keystore.NewCachedStore(keys, cacheOpts...)
 	if err != nil {
 		return fmt.Errorf("key cache: %w", err)
 	}
@@ -411,9 +474,10 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 		prefix:      f.prefix,
 		pepper:      f.pepper,
 		store:       cached,
-		refresh:     st,
-		revocations: st.Revocations(),
+		refresh:     refresh,
+		revocations: revocations,
 		logger:      logger,
+		signingKey:  signer,
 		trust:       f.trust,
 	})
 	if err != nil {
@@ -423,7 +487,6 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 		return usageError{err: err}
 	}
 	defer s.close()
-	logger.Info("access tokens are signed with a key made at start: they do not survive a restart (refresh tokens do)")
 	if f.pepper == nil {
 		logger.Info("no pepper set: keys are hashed with plain SHA-256", "pepper_env", f.pepperEnv)
 	}
@@ -476,6 +539,31 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// signingKey returns the key that signs access tokens: the one in the
+// -signing-key file (created if need be), or, without a file (-postgres or
+// -memory without -signing-key), the zero SigningKey, for which newServer
+// makes a key. It logs which, never the key.
+func signingKey(f flags, logger *slog.Logger) (token.SigningKey, error) {
+	switch {
+	case f.signingKey != "":
+		key, created, err := loadOrCreateSigningKey(f.signingKey)
+		if err != nil {
+			return token.SigningKey{}, fmt.Errorf("-signing-key: %w", err)
+		}
+		msg := "access tokens are signed with the key in the signing key file: they survive a restart, and every instance given this file accepts them"
+		if created {
+			msg = "created the signing key file (mode 0600): access tokens survive a restart, and every instance given this file accepts them"
+		}
+		logger.Info(msg, "file", f.signingKey, "kid", key.KID, "alg", key.Alg)
+		return key, nil
+	case f.memory:
+		logger.Info("access tokens are signed with a key made at start: they do not survive a restart (nothing does with -memory)")
+	default:
+		logger.Warn("no -signing-key: access tokens are signed with a key made at start, so they are per-instance: only this instance accepts them, and only until it stops; give every instance the same -signing-key FILE")
+	}
+	return token.SigningKey{}, nil
 }
 
 // openTimeout bounds opening the store: connecting to PostgreSQL and

@@ -37,11 +37,11 @@ type started struct {
 }
 
 // startRun starts runEnv with args and waits until it prints its address.
-// Unless args name a store (-db or -postgres), the server gets a new
-// SQLite file in t.TempDir.
+// Unless args name a store (-db, -postgres or -memory), the server gets a
+// new SQLite file in t.TempDir.
 func startRun(t *testing.T, env map[string]string, args ...string) *started {
 	t.Helper()
-	if !slices.Contains(args, "-db") && !slices.Contains(args, "-postgres") {
+	if !slices.Contains(args, "-db") && !slices.Contains(args, "-postgres") && !slices.Contains(args, "-memory") {
 		args = append([]string{"-db", filepath.Join(t.TempDir(), "keygate.db")}, args...)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -155,7 +155,7 @@ func TestRun(t *testing.T) {
 			if !strings.Contains(stderr, format.Hint(key)) {
 				t.Errorf("stderr does not log the bootstrap key's hint %s:\n%s", format.Hint(key), stderr)
 			}
-			for _, want := range []string{"stopped", "kept in SQLite", "do not survive a restart"} {
+			for _, want := range []string{"stopped", "kept in SQLite", "signing key file (mode 0600)"} {
 				if !strings.Contains(stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, stderr)
 				}
@@ -214,6 +214,15 @@ func TestRunErrors(t *testing.T) {
 		{name: "argument", args: []string{"serve"}, usage: true, stderr: "unexpected argument"},
 		{name: "db and postgres", args: []string{"-db", "x.db", "-postgres", "postgres://localhost/keygate"}, usage: true, stderr: "give one"},
 		{name: "empty db", args: []string{"-db", ""}, usage: true, stderr: "-db must name a file"},
+		{name: "memory and db", args: []string{"-memory", "-db", "x.db"}, usage: true, stderr: "give one"},
+		{name: "memory and postgres", args: []string{"-memory", "-postgres", "postgres://localhost/keygate"}, usage: true, stderr: "give one"},
+		{name: "empty signing-key", args: []string{"-signing-key", ""}, usage: true, stderr: "-signing-key must name a file"},
+		{name: "signing key readable by others", args: []string{"-signing-key", signingKeyFile(t, 0o644, pemEd25519(t))}, stderr: "chmod 600"},
+		{name: "signing key readable by the group", args: []string{"-signing-key", signingKeyFile(t, 0o640, pemEd25519(t))}, stderr: "group or others"},
+		{name: "signing key file not a key", args: []string{"-signing-key", signingKeyFile(t, 0o600, []byte("not a key\n"))}, stderr: "holds no PEM private key"},
+		{name: "signing key is RSA", args: []string{"-signing-key", signingKeyFile(t, 0o600, pemRSA(t))}, stderr: "RSA key"},
+		{name: "signing key is a directory", args: []string{"-signing-key", t.TempDir()}, stderr: "not a regular file"},
+		{name: "signing key in a missing directory", args: []string{"-signing-key", filepath.Join(t.TempDir(), "missing", "k.pem")}, stderr: "create the signing key file"},
 		{name: "db in a missing directory", args: []string{"-db", filepath.Join(t.TempDir(), "missing", "k.db")}, stderr: "-db: open the SQLite store"},
 		{name: "postgres unreachable", args: []string{"-postgres", "postgres://keygate:" + dsnSecret + "@127.0.0.1:1/keygate?connect_timeout=5"}, stderr: "-postgres: open the PostgreSQL store"},
 		{name: "postgres unreachable, key and value DSN", args: []string{"-postgres", "host=127.0.0.1 port=1 user=keygate password=" + dsnSecret + " connect_timeout=5"}, stderr: "-postgres: open the PostgreSQL store"},
@@ -232,10 +241,13 @@ func TestRunErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if strings.HasPrefix(tt.name, "signing key readable") && runtime.GOOS == "windows" {
+				t.Skip("file modes are not checked on Windows")
+			}
 			var stdout, stderr syncbuf.Buffer
 			getenv := func(k string) string { return tt.env[k] }
 			args := tt.args
-			if !slices.Contains(args, "-db") && !slices.Contains(args, "-postgres") {
+			if !slices.Contains(args, "-db") && !slices.Contains(args, "-postgres") && !slices.Contains(args, "-memory") {
 				// Never create keygate.db in the package directory.
 				args = append([]string{"-db", filepath.Join(t.TempDir(), "keygate.db")}, args...)
 			}
@@ -325,19 +337,8 @@ func TestBinary(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("sends SIGTERM")
 	}
-	if testing.Short() {
-		t.Skip("builds the binary; skipped with -short")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "server")
-	build := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildServer(t)
 
 	t.Run("serve and stop", func(t *testing.T) {
 		t.Parallel()
