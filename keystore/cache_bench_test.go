@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/benchhttp"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -79,11 +79,7 @@ func BenchmarkCachedStoreLookupDigest(b *testing.B) {
 // keys) over a MemoryStore and over a CachedStore in front of one, with
 // the helpers of middleware_bench_test.go.
 func BenchmarkCachedMiddleware(b *testing.B) {
-	ctx := context.Background()
-	h, err := keystore.NewHasher([]byte("a 32-byte pepper for benchmarks."))
-	if err != nil {
-		b.Fatal(err)
-	}
+	h := mustHasher(b, benchPepper)
 	unknown, _ := keystore.DefaultFormat().Generate()
 	type target struct {
 		name    string
@@ -96,29 +92,15 @@ func BenchmarkCachedMiddleware(b *testing.B) {
 		if name == "cached" {
 			store = mustCache(b, store)
 		}
-		m, err := keystore.NewManager(store, keystore.WithHasher(h))
-		if err != nil {
-			b.Fatal(err)
-		}
-		var k keystore.Key
-		for range 1001 {
-			if k, _, err = m.Issue(ctx, keystore.KeySpec{Project: "p", Scopes: []string{"models:read"}}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		g, err := auth.New(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		targets = append(targets, target{name, g.Middleware(okHandler), k.Plaintext()})
-	}
-	wr := writers{name: "discard"}
-	for _, t := range targets {
-		b.Run(t.name+"-valid", func(b *testing.B) { benchServe(b, wr, t.handler, t.valid, 200) })
-		b.Run(t.name+"-unknown", func(b *testing.B) { benchServe(b, wr, t.handler, unknown.Plaintext(), 401) })
+		m, valid := newBenchManager(b, store, h)
+		targets = append(targets, target{name, benchMiddleware(b, m), valid})
 	}
 	for _, t := range targets {
-		b.Run("parallel-"+t.name+"-valid", func(b *testing.B) { benchServeParallel(b, wr, t.handler, t.valid, 200) })
+		b.Run(t.name+"-valid", func(b *testing.B) { benchhttp.Serve(b, t.handler, t.valid, 200) })
+		b.Run(t.name+"-unknown", func(b *testing.B) { benchhttp.Serve(b, t.handler, unknown.Plaintext(), 401) })
+	}
+	for _, t := range targets {
+		b.Run("parallel-"+t.name+"-valid", func(b *testing.B) { benchhttp.ServeParallel(b, t.handler, t.valid, 200) })
 	}
 }
 

@@ -64,3 +64,9 @@ var (
 	// past, a negative grace period.
 	ErrInvalidSpec = errors.New("keystore: invalid key spec")
 )
+
+// ErrMalformedInvalidation matches every error of [ParseInvalidation] (and
+// [Invalidation.UnmarshalText]): the message is too long, not a JSON
+// object, has no "id", or a "digest" that is not 64 hex digits. Its
+// messages never contain the input.
+var ErrMalformedInvalidation = errors.New("keystore: malformed invalidation message")

@@ -4,11 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/benchhttp"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -42,6 +42,38 @@ func floorMiddleware(keys map[[32]byte]*auth.Principal, next http.Handler) http.
 	})
 }
 
+// benchPepper is the pepper of the benchmarks' HMAC hashers.
+var benchPepper = []byte("a 32-byte pepper for benchmarks.")
+
+// newBenchManager returns a Manager over store, hashing with h, that has
+// issued 1,001 keys, and the last key's plaintext, which the benchmarks
+// present; the others fill the store.
+func newBenchManager(b *testing.B, store keystore.Store, h *keystore.Hasher) (*keystore.Manager, string) {
+	b.Helper()
+	m, err := keystore.NewManager(store, keystore.WithHasher(h))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var k keystore.Key
+	for range 1001 {
+		if k, _, err = m.Issue(context.Background(), keystore.KeySpec{Project: "p", Scopes: []string{"models:read"}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return m, k.Plaintext()
+}
+
+// benchMiddleware returns keygate's middleware, made with opts over m, in
+// front of okHandler.
+func benchMiddleware(b *testing.B, m *keystore.Manager, opts ...auth.Option) http.Handler {
+	b.Helper()
+	g, err := auth.New(m, opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return g.Middleware(okHandler)
+}
+
 // benchTarget is keygate's middleware over a MemoryStore of 1,001 keys,
 // with the one valid key the benchmark presents.
 type benchTarget struct {
@@ -60,7 +92,6 @@ type benchSetup struct {
 
 func newBenchSetup(b *testing.B) *benchSetup {
 	b.Helper()
-	ctx := context.Background()
 	s := &benchSetup{}
 	unknown, _ := keystore.DefaultFormat().Generate()
 	s.unknown = unknown.Plaintext()
@@ -69,27 +100,10 @@ func newBenchSetup(b *testing.B) *benchSetup {
 	for _, name := range []string{"sha256", "hmac"} {
 		var pepper []byte
 		if name == "hmac" {
-			pepper = []byte("a 32-byte pepper for benchmarks.")
+			pepper = benchPepper
 		}
-		h, err := keystore.NewHasher(pepper)
-		if err != nil {
-			b.Fatal(err)
-		}
-		m, err := keystore.NewManager(keystore.NewMemoryStore(), keystore.WithHasher(h))
-		if err != nil {
-			b.Fatal(err)
-		}
-		var k keystore.Key
-		for range 1001 { // the last one is presented; the others fill the store
-			if k, _, err = m.Issue(ctx, keystore.KeySpec{Project: "p", Scopes: []string{"models:read"}}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		g, err := auth.New(m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		s.targets = append(s.targets, benchTarget{name, g.Middleware(okHandler), k.Plaintext()})
+		m, valid := newBenchManager(b, keystore.NewMemoryStore(), mustHasher(b, pepper))
+		s.targets = append(s.targets, benchTarget{name, benchMiddleware(b, m), valid})
 	}
 
 	keys := map[[32]byte]*auth.Principal{}
@@ -103,94 +117,35 @@ func newBenchSetup(b *testing.B) *benchSetup {
 	return s
 }
 
-// discardWriter is the cheapest http.ResponseWriter: it keeps one header
-// map, cleared between requests, and throws the body away. With it the
-// benchmarks measure the middleware; with httptest.NewRecorder (which copies
-// the header map on WriteHeader and allocates per request) they match the
-// issue's reference figures, which were taken that way.
-type discardWriter struct {
-	h      http.Header
-	status int
+// writer is the ResponseWriter a benchmark uses, with its serial and
+// parallel loops: "recorder" (an httptest.ResponseRecorder per request,
+// as the issue's reference figures were taken) or "discard" (one
+// benchhttp.Discard, to measure the middleware alone).
+type writer struct {
+	name            string
+	serve, parallel func(b *testing.B, h http.Handler, key string, want int)
 }
 
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
-func (w *discardWriter) WriteHeader(status int)      { w.status = status }
-
-// writers names the ResponseWriter a benchmark uses: "recorder"
-// (httptest.NewRecorder per request) or "discard" (one discardWriter).
-type writers struct{ name string }
-
-func benchServe(b *testing.B, wr writers, h http.Handler, key string, want int) {
-	req := httptest.NewRequest(http.MethodGet, "/v1/models", nil)
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	b.ReportAllocs()
-	if wr.name == "discard" {
-		w := &discardWriter{h: http.Header{}}
-		for b.Loop() {
-			w.status = http.StatusOK
-			h.ServeHTTP(w, req)
-			clear(w.h)
-			if w.status != want {
-				b.Fatalf("status %d, want %d", w.status, want)
-			}
-		}
-		return
-	}
-	for b.Loop() {
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
-		if w.Code != want {
-			b.Fatalf("status %d, want %d", w.Code, want)
-		}
-	}
-}
-
-func benchServeParallel(b *testing.B, wr writers, h http.Handler, key string, want int) {
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		req := httptest.NewRequest(http.MethodGet, "/v1/models", nil)
-		req.Header.Set("Authorization", "Bearer "+key)
-		dw := &discardWriter{h: http.Header{}}
-		for pb.Next() {
-			var w http.ResponseWriter = dw
-			var status int
-			if wr.name == "discard" {
-				dw.status = http.StatusOK
-				h.ServeHTTP(dw, req)
-				clear(dw.h)
-				status = dw.status
-			} else {
-				rec := httptest.NewRecorder()
-				w = rec
-				h.ServeHTTP(w, req)
-				status = rec.Code
-			}
-			if status != want {
-				b.Errorf("status %d, want %d", status, want)
-				return
-			}
-		}
-	})
-}
+var (
+	recorderWriter = writer{"recorder", benchhttp.ServeRecorder, benchhttp.ServeRecorderParallel}
+	discardWriter  = writer{"discard", benchhttp.Serve, benchhttp.ServeParallel}
+)
 
 func BenchmarkMiddleware(b *testing.B) {
 	s := newBenchSetup(b)
-	for _, wr := range []writers{{name: "recorder"}, {name: "discard"}} {
-		b.Run(wr.name+"/bare", func(b *testing.B) { benchServe(b, wr, okHandler, "", 200) })
-		b.Run(wr.name+"/floor", func(b *testing.B) { benchServe(b, wr, s.floor, s.floorKey, 200) })
+	for _, wr := range []writer{recorderWriter, discardWriter} {
+		b.Run(wr.name+"/bare", func(b *testing.B) { wr.serve(b, okHandler, "", 200) })
+		b.Run(wr.name+"/floor", func(b *testing.B) { wr.serve(b, s.floor, s.floorKey, 200) })
 		for _, t := range s.targets {
-			b.Run(wr.name+"/keygate-"+t.name+"-valid", func(b *testing.B) { benchServe(b, wr, t.handler, t.valid, 200) })
-			b.Run(wr.name+"/keygate-"+t.name+"-unknown", func(b *testing.B) { benchServe(b, wr, t.handler, s.unknown, 401) })
-			b.Run(wr.name+"/keygate-"+t.name+"-malformed", func(b *testing.B) { benchServe(b, wr, t.handler, s.malformed, 401) })
+			b.Run(wr.name+"/keygate-"+t.name+"-valid", func(b *testing.B) { wr.serve(b, t.handler, t.valid, 200) })
+			b.Run(wr.name+"/keygate-"+t.name+"-unknown", func(b *testing.B) { wr.serve(b, t.handler, s.unknown, 401) })
+			b.Run(wr.name+"/keygate-"+t.name+"-malformed", func(b *testing.B) { wr.serve(b, t.handler, s.malformed, 401) })
 		}
-		b.Run(wr.name+"/parallel-floor", func(b *testing.B) { benchServeParallel(b, wr, s.floor, s.floorKey, 200) })
+		b.Run(wr.name+"/parallel-floor", func(b *testing.B) { wr.parallel(b, s.floor, s.floorKey, 200) })
 		for _, t := range s.targets {
-			b.Run(wr.name+"/parallel-keygate-"+t.name+"-valid", func(b *testing.B) { benchServeParallel(b, wr, t.handler, t.valid, 200) })
-			b.Run(wr.name+"/parallel-keygate-"+t.name+"-unknown", func(b *testing.B) { benchServeParallel(b, wr, t.handler, s.unknown, 401) })
-			b.Run(wr.name+"/parallel-keygate-"+t.name+"-malformed", func(b *testing.B) { benchServeParallel(b, wr, t.handler, s.malformed, 401) })
+			b.Run(wr.name+"/parallel-keygate-"+t.name+"-valid", func(b *testing.B) { wr.parallel(b, t.handler, t.valid, 200) })
+			b.Run(wr.name+"/parallel-keygate-"+t.name+"-unknown", func(b *testing.B) { wr.parallel(b, t.handler, s.unknown, 401) })
+			b.Run(wr.name+"/parallel-keygate-"+t.name+"-malformed", func(b *testing.B) { wr.parallel(b, t.handler, s.malformed, 401) })
 		}
 	}
 }

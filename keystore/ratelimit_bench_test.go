@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/benchhttp"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -21,21 +22,7 @@ import (
 //
 //	go test -run '^$' -bench MiddlewareLimits -benchmem ./keystore/
 func BenchmarkMiddlewareLimits(b *testing.B) {
-	ctx := context.Background()
-	h, err := keystore.NewHasher([]byte("a 32-byte pepper for benchmarks."))
-	if err != nil {
-		b.Fatal(err)
-	}
-	m, err := keystore.NewManager(keystore.NewMemoryStore(), keystore.WithHasher(h))
-	if err != nil {
-		b.Fatal(err)
-	}
-	var k keystore.Key
-	for range 1001 {
-		if k, _, err = m.Issue(ctx, keystore.KeySpec{Project: "p", Scopes: []string{"models:read"}}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	m, valid := newBenchManager(b, keystore.NewMemoryStore(), mustHasher(b, benchPepper))
 	lim, err := auth.NewMemoryLimiter()
 	if err != nil {
 		b.Fatal(err)
@@ -56,15 +43,9 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 		{"on+observer", []auth.Option{auth.WithRateLimits(limits), auth.WithObserver(nop)}},
 	}
 	for _, g := range guards {
-		guard, err := auth.New(m, g.opts...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		handler := guard.Middleware(okHandler)
-		b.Run("discard/"+g.name, func(b *testing.B) { benchServe(b, writers{"discard"}, handler, k.Plaintext(), http.StatusOK) })
-		b.Run("parallel/"+g.name, func(b *testing.B) {
-			benchServeParallel(b, writers{"discard"}, handler, k.Plaintext(), http.StatusOK)
-		})
+		handler := benchMiddleware(b, m, g.opts...)
+		b.Run("discard/"+g.name, func(b *testing.B) { benchhttp.Serve(b, handler, valid, http.StatusOK) })
+		b.Run("parallel/"+g.name, func(b *testing.B) { benchhttp.ServeParallel(b, handler, valid, http.StatusOK) })
 	}
 }
 

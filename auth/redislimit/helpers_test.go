@@ -4,9 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"net"
-	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,10 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/auth/redislimit"
+	"github.com/keygate/keygate/internal/redistest"
 )
-
-// envAddr names the Redis the tests use, such as 127.0.0.1:6379.
-const envAddr = "KEYGATE_REDIS_ADDR"
 
 // testTimeout is the per-call timeout of the limiters in tests that check
 // behaviour, not latency: generous, so that a loaded machine does not fail
@@ -25,28 +20,12 @@ const envAddr = "KEYGATE_REDIS_ADDR"
 const testTimeout = 5 * time.Second
 
 // redisClient returns a client of the Redis that KEYGATE_REDIS_ADDR names,
-// closed when tb ends. It skips tb when the variable is unset or Redis is
-// unreachable, unless CI=true: then it fails tb.
+// closed when tb ends. It skips or fails tb as [redistest.Addr] does when
+// the variable is unset or Redis is unreachable.
 func redisClient(tb testing.TB) *redis.Client {
 	tb.Helper()
-	addr := os.Getenv(envAddr)
-	ci := os.Getenv("CI") == "true"
-	if addr == "" {
-		if ci {
-			tb.Fatal("CI=true but " + envAddr + " is not set; CI must run the Redis tests")
-		}
-		tb.Skip(envAddr + " not set: skipping Redis tests (set it to e.g. 127.0.0.1:6379)")
-	}
-	c := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	c := redis.NewClient(&redis.Options{Addr: redistest.Addr(tb), ContextTimeoutEnabled: true})
 	tb.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if ci {
-			tb.Fatalf("Redis at %s=%s is unreachable: %v", envAddr, addr, err)
-		}
-		tb.Skipf("Redis at %s=%s is unreachable, skipping: %v", envAddr, addr, err)
-	}
 	return c
 }
 
@@ -81,65 +60,6 @@ func newLimiter(tb testing.TB, c redis.UniversalClient, opts ...redislimit.Optio
 		tb.Fatal(err)
 	}
 	return l
-}
-
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// silentServer returns the address of a server that accepts connections
-// and reads from them but never answers, like a Redis that hangs. It stops
-// when tb ends.
-func silentServer(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-				}
-			}()
-		}
-	}()
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }
 
 // offlineClient returns a client of addr, closed when tb ends, that does

@@ -16,6 +16,7 @@ import (
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/auth/limittest"
 	"github.com/keygate/keygate/auth/redislimit"
+	"github.com/keygate/keygate/internal/redistest"
 )
 
 // slack is how far a duration may be off where real time passes between
@@ -37,15 +38,15 @@ func TestConformanceShared(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
-	ok := redis.NewClient(&redis.Options{Addr: closedAddr(t), ContextTimeoutEnabled: true})
+	ok := redis.NewClient(&redis.Options{Addr: redistest.ClosedAddr(t), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { ok.Close() })
-	noCtx := redis.NewClient(&redis.Options{Addr: closedAddr(t)})
+	noCtx := redis.NewClient(&redis.Options{Addr: redistest.ClosedAddr(t)})
 	t.Cleanup(func() { noCtx.Close() })
-	noCtxCluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{closedAddr(t)}})
+	noCtxCluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{redistest.ClosedAddr(t)}})
 	t.Cleanup(func() { noCtxCluster.Close() })
-	noCtxRing := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": closedAddr(t)}})
+	noCtxRing := redis.NewRing(&redis.RingOptions{Addrs: map[string]string{"a": redistest.ClosedAddr(t)}})
 	t.Cleanup(func() { noCtxRing.Close() })
-	ctxCluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{closedAddr(t)}, ContextTimeoutEnabled: true})
+	ctxCluster := redis.NewClusterClient(&redis.ClusterOptions{Addrs: []string{redistest.ClosedAddr(t)}, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { ctxCluster.Close() })
 
 	tests := []struct {
@@ -90,7 +91,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestKey(t *testing.T) {
-	c := redis.NewClient(&redis.Options{Addr: closedAddr(t), ContextTimeoutEnabled: true})
+	c := redis.NewClient(&redis.Options{Addr: redistest.ClosedAddr(t), ContextTimeoutEnabled: true})
 	t.Cleanup(func() { c.Close() })
 	def, _ := redislimit.New(c)
 	own, _ := redislimit.New(c, redislimit.WithPrefix("svc:"))
@@ -116,7 +117,7 @@ func TestKey(t *testing.T) {
 // TestNoRoundTrip: the zero Limit, an invalid Limit and a done context are
 // answered without asking Redis, here a Redis that is down.
 func TestNoRoundTrip(t *testing.T) {
-	l, err := redislimit.New(offlineClient(t, closedAddr(t)))
+	l, err := redislimit.New(offlineClient(t, redistest.ClosedAddr(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -417,7 +418,7 @@ func TestScriptFlush(t *testing.T) {
 // timeout (go-redis retries the dial meanwhile), or at once when the client
 // dials only once, with an error that does not show the password.
 func TestRedisDown(t *testing.T) {
-	addr := closedAddr(t)
+	addr := redistest.ClosedAddr(t)
 	tests := []struct {
 		name     string
 		client   *redis.Client
@@ -464,7 +465,7 @@ func TestRedisDown(t *testing.T) {
 // TestDeadlines: against a Redis that never answers, the caller's
 // deadline and the Limiter's own timeout both cut the call short.
 func TestDeadlines(t *testing.T) {
-	addr := silentServer(t)
+	addr := redistest.SilentServer(t)
 	tests := []struct {
 		name     string
 		timeout  time.Duration // the Limiter's

@@ -78,3 +78,40 @@ func ServeParallel(b *testing.B, h http.Handler, key string, want int) {
 		}
 	})
 }
+
+// ServeRecorder is [Serve] with a new httptest.ResponseRecorder for each
+// request instead of a [Discard]: it measures the writer too (the
+// recorder copies the header map on WriteHeader and allocates), the way
+// figures taken with httptest are.
+func ServeRecorder(b *testing.B, h http.Handler, key string, want int) {
+	req := Request(key)
+	b.ReportAllocs()
+	for b.Loop() {
+		if got := serveRecorder(h, req); got != want {
+			b.Fatalf("status %d, want %d", got, want)
+		}
+	}
+}
+
+// ServeRecorderParallel is [ServeRecorder] under b.RunParallel: one
+// request per goroutine, and a new recorder for each request.
+func ServeRecorderParallel(b *testing.B, h http.Handler, key string, want int) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		req := Request(key)
+		for pb.Next() {
+			if got := serveRecorder(h, req); got != want {
+				b.Errorf("status %d, want %d", got, want)
+				return
+			}
+		}
+	})
+}
+
+// serveRecorder serves req through h into a new recorder and returns the
+// status.
+func serveRecorder(h http.Handler, req *http.Request) int {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w.Code
+}

@@ -23,8 +23,9 @@
 //
 // After each Revoke, Replace (the old key) and SetDisabled that the store
 // has made, the PublishingStore publishes {"id": ID, "digest": 64 hex
-// digits} on the channel ([DefaultChannel], "keygate:keys", unless
-// [WithChannel]) — the same message the PostgreSQL feed sends. Every
+// digits} ([keystore.Invalidation]) on the channel ([DefaultChannel],
+// "keygate:keys", unless [WithChannel]) — the same message the PostgreSQL
+// feed sends. Every
 // instance's Feed, the writer's included, turns it into
 // [keystore.CachedStore.Invalidate]. A message that does not parse is
 // logged (its length, never its content) and drops the whole cache.

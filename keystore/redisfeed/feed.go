@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/internal/backoff"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -201,21 +201,15 @@ func (f *Feed) subscribe(ctx context.Context) (*redis.PubSub, error) {
 // backoff, until ctx is done.
 func (f *Feed) run(ctx context.Context, ps *redis.PubSub) {
 	log := f.cfg.logger
-	delay := f.cfg.minBackoff
+	retry := backoff.New(f.cfg.backoff)
 	since := time.Now()
 	for {
 		if ps == nil {
-			if !sleep(ctx, jitter(delay, f.cfg.jitter)) {
-				return
-			}
-			delay = min(2*delay, f.cfg.maxBackoff)
-			p, err := f.subscribe(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
+			p, ok := backoff.Retry(ctx, retry, f.subscribe, func(err error) {
 				log.Warn("redisfeed: invalidation feed: subscribing again failed", "channel", f.cfg.channel, "err", err)
-				continue
+			})
+			if !ok {
+				return
 			}
 			ps, since = p, time.Now()
 			f.target.InvalidateAll()
@@ -231,8 +225,8 @@ func (f *Feed) run(ctx context.Context, ps *redis.PubSub) {
 		}
 		// Only a subscription that lasted brings the delay back to the
 		// start: one that fails at once must not be retried at full rate.
-		if time.Since(since) >= f.cfg.maxBackoff {
-			delay = f.cfg.minBackoff
+		if time.Since(since) >= retry.Max() {
+			retry.Reset()
 		}
 		log.Warn("redisfeed: invalidation feed: connection lost; caches trust entries for StaleAfter only until it is back",
 			"channel", f.cfg.channel, "err", f.redact.redact(err))
@@ -285,14 +279,14 @@ func (f *Feed) receive(ctx context.Context, ps *redis.PubSub) error {
 func (f *Feed) handle(msg any) error {
 	switch m := msg.(type) {
 	case *redis.Message:
-		id, d, err := parseMessage(m.Payload)
+		inv, err := keystore.ParseInvalidation(m.Payload)
 		if err != nil {
 			f.cfg.logger.Warn("redisfeed: invalidation feed: malformed message, dropping every cached entry",
 				"channel", f.cfg.channel, "bytes", len(m.Payload), "err", err)
 			f.target.InvalidateAll()
 			return nil
 		}
-		f.target.Invalidate(id, d)
+		f.target.Invalidate(inv.ID, inv.Digest)
 	case *redis.Pong:
 	case *redis.Subscription:
 		if m.Kind != "subscribe" || m.Channel != f.cfg.channel {
@@ -314,26 +308,4 @@ func (f *Feed) handle(msg any) error {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// jitter returns a duration in [d×(1−frac), d]. It need not be
-// unpredictable.
-func jitter(d time.Duration, frac float64) time.Duration {
-	span := time.Duration(float64(d) * frac)
-	if d <= 0 || span <= 0 {
-		return d
-	}
-	return d - rand.N(span+1)
 }

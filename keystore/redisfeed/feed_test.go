@@ -12,6 +12,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/internal/backoff"
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -33,7 +35,7 @@ func listen(t *testing.T, client redis.UniversalClient, ch string, opts ...Optio
 
 func TestFeedMessages(t *testing.T) {
 	t.Parallel()
-	client, _ := newClient(t, redisAddr(t))
+	client, _ := newClient(t, redistest.Addr(t))
 	ch := uniqueChannel()
 	f, rec := listen(t, client, ch)
 	if f.Channel() != ch {
@@ -50,7 +52,7 @@ func TestFeedMessages(t *testing.T) {
 		{"id only", `{"id":"key_msg2"}`, event{kind: "invalidate", id: "key_msg2"}},
 		{"not json", `not json, and maybe halfred_secret`, event{kind: "all"}},
 		{"no id", `{"digest":"` + d.String() + `"}`, event{kind: "all"}},
-		{"too long", `{"id":"` + strings.Repeat("k", maxMessage) + `"}`, event{kind: "all"}},
+		{"too long", `{"id":"` + strings.Repeat("k", keystore.MaxInvalidationSize) + `"}`, event{kind: "all"}},
 	}
 	for _, tc := range tests {
 		from := len(rec.log())
@@ -80,7 +82,7 @@ func TestFeedMessages(t *testing.T) {
 // connection) InvalidateAll and healthy, and messages flow again.
 func TestFeedConnectionKilled(t *testing.T) {
 	t.Parallel()
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	admin, _ := newClient(t, addr)
 	client, name := newClient(t, addr)
 	ch := uniqueChannel()
@@ -139,7 +141,7 @@ func TestFeedConnectionKilled(t *testing.T) {
 // keeps trying, and recovers when the network does.
 func TestFeedPartition(t *testing.T) {
 	t.Parallel()
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	proxy := newStallProxy(t, addr)
 	client := redis.NewClient(&redis.Options{Addr: proxy.addr(), DialTimeout: time.Second})
 	defer client.Close()
@@ -178,7 +180,7 @@ func TestFeedPartition(t *testing.T) {
 // or replaced.
 func TestFeedIdle(t *testing.T) {
 	t.Parallel()
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	admin, _ := newClient(t, addr)
 	client, name := newClient(t, addr)
 	ch := uniqueChannel()
@@ -210,7 +212,7 @@ func TestFeedIdle(t *testing.T) {
 // target unhealthy, is idempotent, and leaks no goroutine.
 func TestFeedClose(t *testing.T) {
 	// Not parallel: it counts goroutines.
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	admin, _ := newClient(t, addr)
 	client, name := newClient(t, addr)
 	if err := client.Ping(t.Context()).Err(); err != nil { // start the client's own goroutines
@@ -257,7 +259,7 @@ func TestFeedClose(t *testing.T) {
 // to subscribe again through a stalled network.
 func TestFeedCloseWhileDown(t *testing.T) {
 	t.Parallel()
-	proxy := newStallProxy(t, redisAddr(t))
+	proxy := newStallProxy(t, redistest.Addr(t))
 	client := redis.NewClient(&redis.Options{Addr: proxy.addr()})
 	defer client.Close()
 	f, rec := listen(t, client, uniqueChannel(), WithHealthCheck(50*time.Millisecond, 5*time.Second))
@@ -296,7 +298,7 @@ func checkGoroutines(t *testing.T, baseline int) {
 
 func TestListenErrors(t *testing.T) {
 	t.Parallel()
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	const pw = "s3cretpw-listen"
 	rec := &recorder{}
 	good := redis.NewClient(&redis.Options{Addr: addr})
@@ -355,7 +357,7 @@ func TestListenErrors(t *testing.T) {
 // another instance's Feed.
 func TestDeliveryLatency(t *testing.T) {
 	t.Parallel()
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	pubClient, _ := newClient(t, addr)
 	subClient, _ := newClient(t, addr)
 	ch := uniqueChannel()
@@ -400,7 +402,7 @@ func TestDeliveryLatency(t *testing.T) {
 // BenchmarkRevokeToInvalidate measures one Revoke through a
 // PublishingStore until another Feed has called Invalidate for it.
 func BenchmarkRevokeToInvalidate(b *testing.B) {
-	addr := redisAddr(b)
+	addr := redistest.Addr(b)
 	pubClient, _ := newClient(b, addr)
 	subClient, _ := newClient(b, addr)
 	ch := uniqueChannel()
@@ -493,35 +495,6 @@ func (errTimeout) Error() string   { return "i/o timeout" }
 func (errTimeout) Timeout() bool   { return true }
 func (errTimeout) Temporary() bool { return true }
 
-func TestJitter(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		frac     float64
-		min, max func(time.Duration) time.Duration
-	}{
-		{0, func(d time.Duration) time.Duration { return d }, func(d time.Duration) time.Duration { return d }},
-		{0.5, func(d time.Duration) time.Duration { return d - d/2 }, func(d time.Duration) time.Duration { return d }},
-		{1, func(time.Duration) time.Duration { return 0 }, func(d time.Duration) time.Duration { return d }},
-	}
-	for _, tc := range tests {
-		for _, d := range []time.Duration{0, 1, 2, 100 * time.Millisecond, 5 * time.Second} {
-			for range 200 {
-				if j := jitter(d, tc.frac); j < tc.min(d) || j > tc.max(d) {
-					t.Fatalf("jitter(%v, %v) = %v, want within [%v, %v]", d, tc.frac, j, tc.min(d), tc.max(d))
-				}
-			}
-		}
-	}
-	// It does vary.
-	seen := map[time.Duration]bool{}
-	for range 100 {
-		seen[jitter(time.Second, 0.5)] = true
-	}
-	if len(seen) < 10 {
-		t.Fatalf("jitter gave %d distinct values in 100 draws", len(seen))
-	}
-}
-
 func TestOptions(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -530,22 +503,22 @@ func TestOptions(t *testing.T) {
 		check func(config) bool
 	}{
 		{"defaults", nil, func(c config) bool {
-			return c.channel == DefaultChannel && c.minBackoff == DefaultMinBackoff && c.maxBackoff == DefaultMaxBackoff &&
-				c.jitter == DefaultJitter && c.pingInterval == DefaultPingInterval && c.pingTimeout == DefaultPingTimeout &&
+			return c.channel == DefaultChannel && c.backoff.Min == DefaultMinBackoff && c.backoff.Max == DefaultMaxBackoff &&
+				c.backoff.Jitter == DefaultJitter && c.pingInterval == DefaultPingInterval && c.pingTimeout == DefaultPingTimeout &&
 				c.publishTimeout == DefaultPublishTimeout && c.logger != nil
 		}},
 		{"backoff", []Option{WithBackoff(time.Second, 10*time.Second)}, func(c config) bool {
-			return c.minBackoff == time.Second && c.maxBackoff == 10*time.Second
+			return c.backoff.Min == time.Second && c.backoff.Max == 10*time.Second
 		}},
 		{"max below initial", []Option{WithBackoff(time.Second, time.Millisecond)}, func(c config) bool {
-			return c.minBackoff == time.Second && c.maxBackoff == time.Second
+			return c.backoff.Min == time.Second && backoff.New(c.backoff).Max() == time.Second
 		}},
 		{"non-positive backoff keeps defaults", []Option{WithBackoff(0, -1)}, func(c config) bool {
-			return c.minBackoff == DefaultMinBackoff && c.maxBackoff == DefaultMaxBackoff
+			return c.backoff.Min == DefaultMinBackoff && c.backoff.Max == DefaultMaxBackoff
 		}},
-		{"jitter clamped high", []Option{WithJitter(3)}, func(c config) bool { return c.jitter == 1 }},
-		{"jitter clamped low", []Option{WithJitter(-1)}, func(c config) bool { return c.jitter == 0 }},
-		{"jitter NaN", []Option{WithJitter(zero / zero)}, func(c config) bool { return c.jitter == 0 }},
+		{"jitter clamped high", []Option{WithJitter(3)}, func(c config) bool { return c.backoff.Jitter == 1 }},
+		{"jitter clamped low", []Option{WithJitter(-1)}, func(c config) bool { return c.backoff.Jitter == 0 }},
+		{"jitter NaN", []Option{WithJitter(zero / zero)}, func(c config) bool { return c.backoff.Jitter == 0 }},
 		{"health check", []Option{WithHealthCheck(time.Second, 3*time.Second)}, func(c config) bool {
 			return c.pingInterval == time.Second && c.pingTimeout == 3*time.Second
 		}},

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,34 +18,6 @@ import (
 
 	"github.com/keygate/keygate/keystore"
 )
-
-// envAddr names the Redis server the tests use.
-const envAddr = "KEYGATE_REDIS_ADDR"
-
-// redisAddr returns the test server's address. It skips tb when envAddr is
-// unset or the server is unreachable, unless CI=true: then it fails tb.
-func redisAddr(tb testing.TB) string {
-	tb.Helper()
-	addr := os.Getenv(envAddr)
-	ci := os.Getenv("CI") == "true"
-	if addr == "" {
-		if ci {
-			tb.Fatal("CI=true but " + envAddr + " is not set; CI must run the Redis tests")
-		}
-		tb.Skip(envAddr + " not set: skipping Redis tests (set it to e.g. 127.0.0.1:6379)")
-	}
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		if ci {
-			tb.Fatalf("Redis at %s=%s is unreachable: %v", envAddr, addr, err)
-		}
-		tb.Skipf("Redis at %s=%s is unreachable, skipping: %v", envAddr, addr, err)
-	}
-	return addr
-}
 
 // newClient returns a client of addr, closed at the end of the test, with
 // a client name of its own so that its connections can be found.

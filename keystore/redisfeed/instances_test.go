@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -64,7 +65,7 @@ func (in *instance) verifyCached(t *testing.T, key keystore.Key) {
 // well before B's cache would have expired it.
 func TestTwoInstances(t *testing.T) {
 	t.Parallel()
-	addr := redisAddr(t)
+	addr := redistest.Addr(t)
 	client, _ := newClient(t, addr)
 	ch := uniqueChannel()
 	shared := keystore.NewMemoryStore()

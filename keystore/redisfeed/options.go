@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/internal/backoff"
 )
 
 // Defaults of [NewPublishingStore] and [Listen].
@@ -47,9 +49,7 @@ type Option func(*config)
 type config struct {
 	channel        string
 	publishTimeout time.Duration
-	minBackoff     time.Duration
-	maxBackoff     time.Duration
-	jitter         float64
+	backoff        backoff.Policy
 	pingInterval   time.Duration
 	pingTimeout    time.Duration
 	logger         *slog.Logger
@@ -59,9 +59,7 @@ func newConfig(opts []Option) (config, error) {
 	c := config{
 		channel:        DefaultChannel,
 		publishTimeout: DefaultPublishTimeout,
-		minBackoff:     DefaultMinBackoff,
-		maxBackoff:     DefaultMaxBackoff,
-		jitter:         DefaultJitter,
+		backoff:        backoff.Policy{Min: DefaultMinBackoff, Max: DefaultMaxBackoff, Jitter: DefaultJitter},
 		pingInterval:   DefaultPingInterval,
 		pingTimeout:    DefaultPingTimeout,
 		logger:         slog.Default(),
@@ -71,7 +69,6 @@ func newConfig(opts []Option) (config, error) {
 			o(&c)
 		}
 	}
-	c.maxBackoff = max(c.maxBackoff, c.minBackoff)
 	if c.channel == "" || len(c.channel) > maxChannel {
 		return c, errors.New("channel name must be 1 to 256 bytes")
 	}
@@ -125,14 +122,7 @@ func WithPublishTimeout(d time.Duration) Option {
 // times a second. Non-positive values keep the default; a max below
 // initial is raised to initial. It affects [Listen] only.
 func WithBackoff(initial, max time.Duration) Option {
-	return func(c *config) {
-		if initial > 0 {
-			c.minBackoff = initial
-		}
-		if max > 0 {
-			c.maxBackoff = max
-		}
-	}
+	return func(c *config) { c.backoff.SetBounds(initial, max) }
 }
 
 // WithJitter sets the fraction f by which each backoff delay d is randomly
@@ -144,11 +134,11 @@ func WithJitter(f float64) Option {
 	return func(c *config) {
 		switch {
 		case f != f || f < 0: // NaN or negative
-			c.jitter = 0
+			c.backoff.Jitter = 0
 		case f > 1:
-			c.jitter = 1
+			c.backoff.Jitter = 1
 		default:
-			c.jitter = f
+			c.backoff.Jitter = f
 		}
 	}
 }

@@ -109,7 +109,7 @@ func (s *PublishingStore) Channel() string { return s.cfg.channel }
 // context keeps ctx's values but not its cancellation: the write is done,
 // and its message should go out even if the caller has gone away.
 func (s *PublishingStore) publish(ctx context.Context, op, id string, d keystore.Digest) error {
-	payload, err := encodeMessage(id, d)
+	payload, err := keystore.Invalidation{ID: id, Digest: d}.MarshalText()
 	if err != nil {
 		return fmt.Errorf("%w (%s): encode message: %w", ErrNotPublished, op, err)
 	}

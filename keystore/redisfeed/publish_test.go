@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/keygate/keygate/internal/redistest"
 	"github.com/keygate/keygate/internal/syncbuf"
 	"github.com/keygate/keygate/keystore"
 )
@@ -57,7 +58,7 @@ func noMessage(t *testing.T, msgs <-chan *redis.Message) {
 // TestPublishingStoreMessages checks what each write publishes.
 func TestPublishingStoreMessages(t *testing.T) {
 	t.Parallel()
-	client, _ := newClient(t, redisAddr(t))
+	client, _ := newClient(t, redistest.Addr(t))
 	ch := uniqueChannel()
 	msgs := subscribed(t, client, ch)
 	mem := keystore.NewMemoryStore()
@@ -130,7 +131,7 @@ func TestPublishingStoreMessages(t *testing.T) {
 // store has made it still publishes.
 func TestPublishAfterCancel(t *testing.T) {
 	t.Parallel()
-	client, _ := newClient(t, redisAddr(t))
+	client, _ := newClient(t, redistest.Addr(t))
 	ch := uniqueChannel()
 	msgs := subscribed(t, client, ch)
 	mem := keystore.NewMemoryStore()

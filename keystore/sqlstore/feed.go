@@ -3,16 +3,14 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/keygate/keygate/internal/backoff"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -83,8 +81,9 @@ func (s *Store) publish(ctx context.Context, op string, write func(q querier) ([
 }
 
 // notify queues, in tx, one notification per record with one of the IDs:
-// {"id": ID, "digest": lowercase hex}, built by the database from the row
-// as the transaction sees it. It does nothing on SQLite.
+// {"id": ID, "digest": lowercase hex} (the text form of a
+// [keystore.Invalidation]), built by the database from the row as the
+// transaction sees it. It does nothing on SQLite.
 func (s *Store) notify(ctx context.Context, tx *sql.Tx, ids ...string) error {
 	if s.dialect != Postgres {
 		return nil
@@ -118,10 +117,9 @@ var _ Invalidator = (*keystore.CachedStore)(nil)
 type FeedOption func(*feedConfig)
 
 type feedConfig struct {
-	channel    string
-	minBackoff time.Duration
-	maxBackoff time.Duration
-	logger     *slog.Logger
+	channel string
+	backoff backoff.Policy
+	logger  *slog.Logger
 }
 
 // WithFeedChannel sets the channel to listen to. Default:
@@ -136,14 +134,7 @@ func WithFeedChannel(name string) FeedOption {
 // down by up to half. Default: 100 ms to 5 s. Non-positive values keep the
 // default; a max below initial is raised to initial.
 func WithFeedBackoff(initial, max time.Duration) FeedOption {
-	return func(c *feedConfig) {
-		if initial > 0 {
-			c.minBackoff = initial
-		}
-		if max > 0 {
-			c.maxBackoff = max
-		}
-	}
+	return func(c *feedConfig) { c.backoff.SetBounds(initial, max) }
 }
 
 // WithFeedLogger sets the logger of connection losses and malformed
@@ -187,11 +178,14 @@ func ListenPostgres(ctx context.Context, dsn string, target Invalidator, opts ..
 	if target == nil {
 		return nil, errors.New("sqlstore: listen: nil target")
 	}
-	cfg := feedConfig{channel: DefaultChannel, minBackoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, logger: slog.Default()}
+	cfg := feedConfig{
+		channel: DefaultChannel,
+		backoff: backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.5},
+		logger:  slog.Default(),
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	cfg.maxBackoff = max(cfg.maxBackoff, cfg.minBackoff)
 	if err := validChannel(cfg.channel); err != nil {
 		return nil, fmt.Errorf("sqlstore: listen: %w", err)
 	}
@@ -249,22 +243,17 @@ func closeConn(conn *pgx.Conn) {
 // run owns conn: it waits for notifications, and reconnects when conn
 // fails, until ctx is done.
 func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
-	delay := l.cfg.minBackoff
+	retry := backoff.New(l.cfg.backoff)
 	for {
 		if conn == nil {
-			if !sleep(ctx, jitter(delay)) {
+			c, ok := backoff.Retry(ctx, retry, l.connect, func(err error) {
+				l.cfg.logger.Warn("sqlstore: invalidation feed: reconnect failed", "channel", l.cfg.channel, "err", redact(err, l.dsn))
+			})
+			if !ok {
 				return
 			}
-			delay = min(2*delay, l.cfg.maxBackoff)
-			c, err := l.connect(ctx)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				l.cfg.logger.Warn("sqlstore: invalidation feed: reconnect failed", "channel", l.cfg.channel, "err", redact(err, l.dsn))
-				continue
-			}
-			conn, delay = c, l.cfg.minBackoff
+			conn = c
+			retry.Reset()
 			l.target.SetFeedHealthy(true)
 			l.cfg.logger.Info("sqlstore: invalidation feed: reconnected", "channel", l.cfg.channel)
 		}
@@ -279,60 +268,13 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			l.cfg.logger.Warn("sqlstore: invalidation feed: connection lost", "channel", l.cfg.channel, "err", redact(err, l.dsn))
 			continue
 		}
-		id, d, err := parsePayload(n.Payload)
+		inv, err := keystore.ParseInvalidation(n.Payload)
 		if err != nil {
 			l.cfg.logger.Warn("sqlstore: invalidation feed: malformed message, dropping every cached entry",
 				"channel", l.cfg.channel, "bytes", len(n.Payload), "err", err)
 			l.target.InvalidateAll()
 			continue
 		}
-		l.target.Invalidate(id, d)
+		l.target.Invalidate(inv.ID, inv.Digest)
 	}
-}
-
-// sleep waits d or until ctx is done, and reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
-// jitter returns a duration in [d/2, d]. It need not be unpredictable.
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
-var errPayload = errors.New("sqlstore: malformed notification")
-
-// parsePayload parses {"id": ID, "digest": 64 hex digits}. It requires a
-// non-empty ID; a missing or empty digest is the zero Digest.
-func parsePayload(s string) (string, keystore.Digest, error) {
-	var p struct {
-		ID     string `json:"id"`
-		Digest string `json:"digest"`
-	}
-	var d keystore.Digest
-	if err := json.Unmarshal([]byte(s), &p); err != nil {
-		return "", d, fmt.Errorf("%w: not a JSON object", errPayload)
-	}
-	if p.ID == "" {
-		return "", d, fmt.Errorf("%w: no id", errPayload)
-	}
-	if p.Digest != "" {
-		if len(p.Digest) != 2*keystore.DigestSize {
-			return "", d, fmt.Errorf("%w: digest is not %d hex digits", errPayload, 2*keystore.DigestSize)
-		}
-		if _, err := hex.Decode(d[:], []byte(p.Digest)); err != nil {
-			return "", keystore.Digest{}, fmt.Errorf("%w: digest is not hex", errPayload)
-		}
-	}
-	return p.ID, d, nil
 }
