@@ -45,8 +45,10 @@ const slack = 5 * time.Millisecond
 // Run runs the conformance suite against limiters made by newLimiter. Each
 // subtest calls newLimiter for its own limiter, and the subtests run in
 // parallel, so newLimiter must be safe for concurrent use; it should
-// register any cleanup with t.Cleanup. Run returns when every subtest has
-// finished. Run passes a live context and does not test cancellation,
+// register any cleanup with t.Cleanup. Being parallel, the subtests run
+// after the calling test function returns, and before t's own cleanups:
+// a limiter shared by the subtests may be closed in t.Cleanup, not by a
+// defer after Run. Run passes a live context and does not test cancellation,
 // which a limiter may or may not honour.
 func Run(t *testing.T, newLimiter func(t *testing.T) auth.Limiter) {
 	t.Helper()
