@@ -12,10 +12,12 @@ import (
 
 func fuzzServer(f *testing.F) *server {
 	f.Helper()
-	s, err := newServer(context.Background(), config{})
+	// The server's limit for API keys bounds a key's own rate_limit.
+	s, err := newServer(context.Background(), config{limits: rateLimits{apiKey: defaultLimitAPIKey}})
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Cleanup(func() { s.close() })
 	return s
 }
 
@@ -73,6 +75,17 @@ func FuzzParseCreateKey(f *testing.F) {
 		`{"unknown":1}`,
 		`{"halfred_AAAAAAAAAAAAAAAAAAAAAAAAAAAA":1}`,
 		`{} {}`,
+		`{"rate_limit":{"requests":10,"per_seconds":60}}`,
+		`{"rate_limit":{"requests":600,"per_seconds":60}}`,
+		`{"rate_limit":{"requests":601,"per_seconds":60}}`,
+		`{"rate_limit":{"requests":10,"per_seconds":1}}`,
+		`{"rate_limit":{"requests":0,"per_seconds":60}}`,
+		`{"rate_limit":{"requests":1,"per_seconds":86401}}`,
+		`{"rate_limit":{"requests":1}}`,
+		`{"rate_limit":{"requests":1.5,"per_seconds":60}}`,
+		`{"rate_limit":{"requests":1,"per_seconds":60,"burst":5}}`,
+		`{"rate_limit":null}`,
+		`{"rate_limit":"10/m"}`,
 	} {
 		f.Add([]byte(seed))
 	}
@@ -94,6 +107,12 @@ func FuzzParseCreateKey(f *testing.F) {
 		}
 		if spec.lifetime < 0 || spec.lifetime > maxKeyLifetime || (spec.lifetime != 0 && spec.lifetime < time.Second) {
 			t.Fatalf("accepted lifetime %v", spec.lifetime)
+		}
+		if l := spec.limit; l != nil {
+			if lim := l.toLimit(); lim.Validate() != nil || lim.IsZero() || l.Requests > maxKeyLimitRequests ||
+				l.PerSeconds < 1 || l.PerSeconds > int64(maxKeyLimitPeriod/time.Second) || l.widerThan(defaultLimitAPIKey) {
+				t.Fatalf("accepted rate limit %+v", *l)
+			}
 		}
 		if len(spec.name) > maxNameBytes || !utf8.ValidString(spec.name) || strings.ContainsAny(spec.name, "\x00\n\r") {
 			t.Fatalf("accepted name %q", spec.name)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/keystore"
+	"github.com/keygate/keygate/keystore/redisfeed"
 )
 
 // model is one entry of GET /v1/models.
@@ -359,9 +360,17 @@ func (s *server) completionID() (string, error) {
 // error: a typo such as "scope" must not silently give a key every scope of
 // its creator.
 type createKeyRequest struct {
-	Name      string   `json:"name"`
-	Scopes    []string `json:"scopes"`
-	ExpiresIn *int64   `json:"expires_in"`
+	Name      string            `json:"name"`
+	Scopes    []string          `json:"scopes"`
+	ExpiresIn *int64            `json:"expires_in"`
+	RateLimit *rateLimitRequest `json:"rate_limit"`
+}
+
+// rateLimitRequest is the "rate_limit" of POST /v1/keys: the key's own
+// limit, requests per per_seconds seconds.
+type rateLimitRequest struct {
+	Requests   *int64 `json:"requests"`
+	PerSeconds *int64 `json:"per_seconds"`
 }
 
 // parsedKeySpec is a valid POST /v1/keys body.
@@ -371,6 +380,8 @@ type parsedKeySpec struct {
 	scopes []string
 	// lifetime is zero for a key that never expires.
 	lifetime time.Duration
+	// limit is the key's own rate limit; nil for the server's.
+	limit *keyLimit
 }
 
 // parseCreateKey validates a POST /v1/keys body. An empty body is {}. It
@@ -416,7 +427,38 @@ func (s *server) parseCreateKey(body []byte) (parsedKeySpec, *requestError) {
 		}
 		out.lifetime = time.Duration(n) * time.Second
 	}
+	if req.RateLimit != nil {
+		l, rerr := s.parseRateLimit(req.RateLimit)
+		if rerr != nil {
+			return parsedKeySpec{}, rerr
+		}
+		out.limit = &l
+	}
 	return out, nil
+}
+
+// parseRateLimit validates the "rate_limit" of POST /v1/keys: both
+// members present and in range, and no wider than the server's limit for
+// API keys, if it has one (a key's own limit replaces that limit, so it
+// may only be stricter).
+func (s *server) parseRateLimit(r *rateLimitRequest) (keyLimit, *requestError) {
+	const shape = `"rate_limit" is {"requests": N, "per_seconds": S}: at most N requests every S seconds`
+	switch {
+	case r.Requests == nil:
+		return keyLimit{}, badRequest(codeMissingParameter, "rate_limit.requests is missing; %s.", shape)
+	case r.PerSeconds == nil:
+		return keyLimit{}, badRequest(codeMissingParameter, "rate_limit.per_seconds is missing; %s.", shape)
+	case *r.Requests < 1 || *r.Requests > maxKeyLimitRequests:
+		return keyLimit{}, badRequest(codeInvalidParameter, "rate_limit.requests must be a whole number from 1 to %d.", maxKeyLimitRequests)
+	case *r.PerSeconds < 1 || *r.PerSeconds > int64(maxKeyLimitPeriod/time.Second):
+		return keyLimit{}, badRequest(codeInvalidParameter, "rate_limit.per_seconds must be a whole number of seconds from 1 to %d (a day).", int64(maxKeyLimitPeriod/time.Second))
+	}
+	l := keyLimit{Requests: int(*r.Requests), PerSeconds: *r.PerSeconds}
+	if n := s.limits.apiKey; l.widerThan(n) {
+		return keyLimit{}, badRequest(codeInvalidParameter,
+			"rate_limit allows more than this server's limit for API keys, %d requests a minute in bursts of up to %d; a key's own limit can only be stricter.", n, n)
+	}
+	return l, nil
 }
 
 // keyCreated is the body of POST /v1/keys and POST /v1/keys/{id}/rotate:
@@ -429,6 +471,8 @@ type keyCreated struct {
 	Scopes    []string `json:"scopes"`
 	CreatedAt int64    `json:"created_at"`
 	ExpiresAt *int64   `json:"expires_at"`
+	// RateLimit is the key's own rate limit; null for the server's.
+	RateLimit *keyLimit `json:"rate_limit"`
 }
 
 // keyItem is one key in GET /v1/keys. It never holds the key.
@@ -441,6 +485,14 @@ type keyItem struct {
 	ExpiresAt  *int64   `json:"expires_at"`
 	LastUsedAt *int64   `json:"last_used_at"`
 	RevokedAt  *int64   `json:"revoked_at"`
+	// UsageCount is how many requests the key and its access tokens
+	// made, as written to the store so far (every -usage-interval).
+	UsageCount int64 `json:"usage_count"`
+	// LastClientAddr is the address of the client of the key's latest
+	// counted request; null when unknown.
+	LastClientAddr *string `json:"last_client_addr"`
+	// RateLimit is the key's own rate limit; null for the server's.
+	RateLimit *keyLimit `json:"rate_limit"`
 }
 
 // unix returns t as Unix seconds, or nil for the zero time.
@@ -461,6 +513,7 @@ func created(key keystore.Key, rec keystore.Record) keyCreated {
 		Scopes:    nonNil(rec.Scopes),
 		CreatedAt: rec.CreatedAt.Unix(),
 		ExpiresAt: unix(rec.ExpiresAt),
+		RateLimit: showLimit(rec.RateLimit),
 	}
 }
 
@@ -499,6 +552,9 @@ func (s *server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 	if req.lifetime > 0 {
 		spec.ExpiresAt = s.now().Add(req.lifetime)
 	}
+	if req.limit != nil {
+		spec.RateLimit = req.limit.toLimit()
+	}
 	key, rec, err := s.keys.Issue(r.Context(), spec)
 	switch {
 	case errors.Is(err, keystore.ErrInvalidSpec):
@@ -508,9 +564,7 @@ func (s *server) handleCreateKey(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.logger.LogAttrs(r.Context(), slog.LevelInfo, "key created",
-		slog.String("key_id", rec.ID), slog.String("hint", rec.Hint),
-		slog.String("project", rec.Project), slog.String("by", p.KeyID))
+	// The audit log records the creation (key.created, with "by").
 	writeJSON(w, http.StatusCreated, created(key, rec))
 }
 
@@ -534,6 +588,12 @@ func (s *server) handleListKeys(w http.ResponseWriter, r *http.Request) {
 			ExpiresAt:  unix(rec.ExpiresAt),
 			LastUsedAt: unix(rec.LastUsedAt),
 			RevokedAt:  unix(rec.RevokedAt),
+			UsageCount: rec.UsageCount,
+			RateLimit:  showLimit(rec.RateLimit),
+		}
+		if rec.LastClientAddr.IsValid() {
+			a := rec.LastClientAddr.String()
+			items[i].LastClientAddr = &a
 		}
 	}
 	writeJSON(w, http.StatusOK, list[keyItem]{Object: "list", Data: items})
@@ -588,9 +648,7 @@ func (s *server) handleRotateKey(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.logger.LogAttrs(r.Context(), slog.LevelInfo, "key rotated",
-		slog.String("old_key_id", old.ID), slog.String("key_id", rec.ID),
-		slog.String("hint", rec.Hint), slog.String("by", p.KeyID))
+	// The audit log records the rotation (key.rotated, with "by").
 	writeJSON(w, http.StatusCreated, created(key, rec))
 }
 
@@ -607,11 +665,20 @@ func (s *server) handleDeleteKey(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, keystore.ErrNotFound):
 		s.keyNotFound(w, old.ID)
 		return
+	case errors.Is(err, redisfeed.ErrNotPublished):
+		// -feed redis: the store revoked the key, and this instance's
+		// cache knows, but the other instances were not told. Revoking
+		// is idempotent and publishes again: have the client retry.
+		s.logger.LogAttrs(r.Context(), slog.LevelError, "key revoked, but the invalidation was not published to the other instances",
+			slog.String("key_id", old.ID), slog.String("error", s.redact(err.Error())))
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, typeAPI, codeServiceUnavailable,
+			"The key is revoked on this server, but the other servers could not be told yet. Retry the request: deleting a key again is harmless.")
+		return
 	case err != nil:
 		s.storeFailed(w, r, err)
 		return
 	}
-	s.logger.LogAttrs(r.Context(), slog.LevelInfo, "key revoked",
-		slog.String("key_id", old.ID), slog.String("by", p.KeyID))
+	// The audit log records the revocation (key.revoked, with "by").
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -18,14 +18,17 @@
 //
 // Later starts on the same store print no key: keep the first one (or
 // start on a new -db file to get another). It then prints "listening on
-// http://ADDR" on standard error. Logs go to standard error and never
-// contain a full key or token. SIGINT or SIGTERM shuts it down cleanly.
+// http://ADDR" on standard error. Logs go to standard error, as JSON
+// unless -log-format text, and never contain a full key or token. SIGINT
+// or SIGTERM shuts it down cleanly: requests in flight are finished, then
+// the usage counts not yet written are written, then the store is closed.
 //
 // Key records are cached in front of the database. A key revoked through
 // this instance stops working at once. With -postgres, one revoked through
 // another instance sharing the database stops working as soon as the
-// PostgreSQL LISTEN/NOTIFY message arrives (milliseconds on a LAN), and
-// within 5 s (keystore.DefaultStaleAfter) if that feed is down.
+// invalidation message arrives (milliseconds on a LAN): PostgreSQL's
+// LISTEN/NOTIFY by default, Redis pub/sub with -redis ADDR -feed redis;
+// and within 5 s (keystore.DefaultStaleAfter) if that feed is down.
 //
 // # Flags
 //
@@ -45,11 +48,33 @@
 //	-pepper-env NAME   environment variable holding the hashing pepper
 //	                   (default KEYGATE_PEPPER); unset or empty means no pepper,
 //	                   otherwise it must be at least 16 bytes
-//	-log-format FMT    text or json (default text)
+//	-log-format FMT    json or text (default json), audit records included
 //	-trust-jwks URL      also accept the access tokens of an external identity
 //	-trust-issuer ISS    provider whose JWK Set is at URL (http or https), whose
 //	-trust-audience AUD  tokens have iss ISS and name AUD in aud; all three or
 //	                     none (otherwise exit status 2)
+//	-rate-limit-keys N      requests a minute per API key (default 600)
+//	-rate-limit-tokens N    requests a minute of each API key's access tokens,
+//	                        together (default 1200)
+//	-rate-limit-failures N  failed authentications a minute per client address
+//	                        (default 20; IPv6 per /64)
+//	-rate-limit-exchange N  POST /v1/auth/token a minute per API key (default 10)
+//	-rate-limit-refresh N   POST /v1/auth/refresh a minute per client address
+//	                        (default 60)
+//	                        (0 turns a limit off; each allows bursts of N)
+//	-rate-limit-fail-closed answer 503 when the limiter (Redis) fails, instead of
+//	                        letting the request through
+//	-redis ADDR        Redis host:port keeping the rate-limit budgets, shared by
+//	                   every instance given it; password in $KEYGATE_REDIS_PASSWORD
+//	-redis-prefix P    prefix of the Redis keys (Prl:…) and channel (Pkeys)
+//	                   (default keygate:)
+//	-feed NAME         with -postgres: how instances hear of one another's
+//	                   revocations, postgres (LISTEN/NOTIFY, the default) or
+//	                   redis (pub/sub on -redis)
+//	-usage-interval D  how often usage counts are written to the store
+//	                   (default 10s; also at shutdown)
+//	-metrics ADDR      serve Prometheus metrics at http://ADDR/metrics, on a
+//	                   listener of their own (default: off)
 //
 // # Endpoints
 //
@@ -117,6 +142,68 @@
 // Rotating a revoked key is 409 (code key_revoked); rotating a key with
 // scopes the caller lacks is 403. Deleting is idempotent: deleting a revoked
 // key is 204 again.
+//
+// POST /v1/keys also takes "rate_limit": {"requests": N, "per_seconds": S}
+// (N from 1 to 1,000,000, S from 1 to 86,400): the key's own limit, at
+// most N requests every S seconds in bursts of up to N, which replaces
+// -rate-limit-keys for that key and survives its rotation. It may not be
+// wider than -rate-limit-keys (neither a larger N nor a faster rate than
+// that many a minute): 400 otherwise, like a missing or out-of-range
+// member (invalid_parameter, missing_parameter) or an unknown one
+// (unknown_parameter). GET /v1/keys lists each key with its "rate_limit"
+// (null for the server's), "usage_count" (requests it and its access
+// tokens authenticated, refused ones included), "last_used_at" and
+// "last_client_addr" (null when unknown), as written by the last flush:
+// usage is counted in memory and written every -usage-interval and at
+// shutdown, so it shows up to that much late.
+//
+// # Rate limits
+//
+// Requests are limited per API key (-rate-limit-keys; a key's own
+// rate_limit instead), per API key's access tokens (-rate-limit-tokens),
+// and per client address for failed authentications (-rate-limit-failures:
+// once an address has spent its budget, its requests are refused before
+// their credential is even read, so a brute-force flood costs neither
+// hashing nor a store lookup). POST /v1/auth/token has a stricter limit
+// per key on top (-rate-limit-exchange), and POST /v1/auth/refresh, which
+// takes no credential header, one per client address
+// (-rate-limit-refresh). The client address is the TCP peer's address:
+// behind a reverse proxy every client shares the proxy's.
+//
+// A refused request is 429 with type rate_limit_error (code
+// rate_limit_exceeded), a Retry-After header in seconds and no
+// WWW-Authenticate. Every limited response, refused or not, carries the
+// RateLimit-Policy and RateLimit header fields
+// (draft-ietf-httpapi-ratelimit-headers), one member per limit applied:
+//
+//	RateLimit-Policy: "api_key";q=600;w=60
+//	RateLimit: "api_key";r=599;t=1
+//
+// The limit names are api_key, access_token, auth_failures,
+// token_exchange and token_refresh. Budgets are kept in memory, per
+// instance, or with -redis in Redis, where every instance given the same
+// -redis and -redis-prefix shares them. If the limiter fails (Redis down
+// or slower than 100 ms), the request proceeds unlimited and the failure
+// is logged at most every 10 s; with -rate-limit-fail-closed it is
+// refused with 503 instead.
+//
+// # Audit log and metrics
+//
+// The key, token and authentication events are logged on standard error,
+// one record each, whose msg and event are the event's name: key.created,
+// key.rotated, key.revoked, token.issued, token.refreshed, token.revoked,
+// token.refresh_reuse (Warn), auth.failed, auth.rate_limited (Warn), and,
+// at Debug so not by default, auth.succeeded. They hold key IDs, projects,
+// token IDs, sessions, the client address, the HTTP status, the reason of
+// a failure and, for a request made with a credential, "by", the caller's
+// key ID; a credential appears only as its hint (halfred_…a1B2).
+//
+// With -metrics ADDR the server serves Prometheus metrics at
+// http://ADDR/metrics, on a listener of its own (the API's port does not
+// serve them): keygate_auth_requests_total{method,outcome},
+// keygate_auth_duration_seconds, keygate_events_total{event}, the usage
+// recorder's keygate_usage_* counters and the Go runtime's metrics. It
+// prints "metrics on http://ADDR/metrics" on standard error.
 //
 // # Access tokens
 //
@@ -200,11 +287,15 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/keystore"
 	"github.com/keygate/keygate/keystore/sqlstore"
 	"github.com/keygate/keygate/token"
@@ -214,6 +305,7 @@ import (
 const shutdownTimeout = 10 * time.Second
 
 func main() {
+	redis.SetLogger(redisLogging{})
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -256,7 +348,30 @@ type flags struct {
 	logFormat  string
 	pepper     []byte
 	trust      *trustConfig // nil without -trust-*
+	limits     rateLimits
+	// redis is the -redis address; "" for none. redisPassword is read
+	// from $KEYGATE_REDIS_PASSWORD, never from the command line.
+	redis         string
+	redisPassword string
+	redisPrefix   string
+	// feed is how the cache hears of other instances' writes: feedNone,
+	// feedPostgres or feedRedis.
+	feed          string
+	usageInterval time.Duration
+	// metrics is the -metrics address; "" for none.
+	metrics string
 }
+
+// The invalidation feeds of -feed.
+const (
+	feedNone     = "none" // one process owns the store (-db, -memory)
+	feedPostgres = "postgres"
+	feedRedis    = "redis"
+)
+
+// redisPasswordEnv is the environment variable holding the Redis password:
+// kept off the command line, where ps and shell histories show it.
+const redisPasswordEnv = "KEYGATE_REDIS_PASSWORD"
 
 const usageText = `Usage: go run ./examples/server [flags]
 
@@ -274,7 +389,7 @@ Send the key, or an access token, as "Authorization: Bearer KEY" or
   GET    /v1/models              (models:read)
   POST   /v1/chat/completions    (chat:write)
   GET    /v1/me                  (any valid key or token)
-  POST   /v1/keys                (keys:manage) body {"name","scopes","expires_in"}
+  POST   /v1/keys                (keys:manage) body {"name","scopes","expires_in","rate_limit"}
   GET    /v1/keys                (keys:manage)
   POST   /v1/keys/{id}/rotate    (keys:manage)
   DELETE /v1/keys/{id}           (keys:manage)
@@ -298,6 +413,44 @@ tokens are signed with a key made at start, accepted by that instance only
 and only until it stops. Give every instance sharing a database the same
 -signing-key file.
 
+Rate limits are on by default (per minute, in bursts of as many): 600
+requests per API key, 1200 per API key's access tokens, 20 failed
+authentications per client address (after which the address is refused
+before its credential is even checked), 10 token exchanges per API key and
+60 refreshes per client address; 0 turns one off. A refused request is 429
+(rate_limit_error) with Retry-After; limited responses carry the
+RateLimit-Policy and RateLimit header fields. A key created with
+"rate_limit": {"requests": N, "per_seconds": S} has that limit instead of
+-rate-limit-keys (never a wider one). The client address is the TCP peer's:
+behind a proxy every client shares the proxy's failure budget.
+
+Each instance keeps its budgets in memory unless -redis names a Redis
+server, which every instance given it shares (one budget per key across
+all of them). If Redis fails, requests are let through (logged at most
+every 10 s), or refused with 503 with -rate-limit-fail-closed. The Redis
+password, if any, is read from $KEYGATE_REDIS_PASSWORD.
+
+Key records are cached. Instances sharing a PostgreSQL database hear of one
+another's revocations through PostgreSQL's LISTEN/NOTIFY (-feed postgres,
+the default: sent inside the write's transaction, so never lost by a crash
+between the write and the message), or through Redis pub/sub with -redis
+ADDR -feed redis (published after the write commits: a crash in between
+leaves other instances trusting the key until their cache expires, 10 s).
+With -db or -memory the store belongs to one process and there is no feed.
+
+Usage counts: each key's request count, last-used time and last client address
+are counted in memory and written to the store every -usage-interval, and
+at shutdown; GET /v1/keys shows them (usage_count, last_used_at,
+last_client_addr), up to that much late.
+
+Audit: key, token and authentication events (key.created, key.rotated,
+key.revoked, token.issued, token.refreshed, token.revoked,
+token.refresh_reuse, auth.failed, auth.rate_limited) are logged, as JSON
+by default, on standard error; never with a full key or token.
+
+Metrics: with -metrics ADDR, Prometheus metrics are served at
+http://ADDR/metrics, on a listener of their own, not on the API's.
+
 Flags:
 `
 
@@ -318,7 +471,18 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	fs.BoolVar(&f.memory, "memory", false, "keep keys, refresh tokens and revocations in memory instead of -db: lost at exit\n(for trying things out and benchmarks)")
 	fs.StringVar(&f.signingKey, "signing-key", "", "PEM `file` of the private key signing access tokens (Ed25519 or ECDSA P-256, PKCS#8),\ncreated with mode 0600 if missing; it must not be accessible to group or others.\nDefault: the -db file's name followed by "+signingKeySuffix+"; with -postgres or -memory,\na key made at start (access tokens then work on one instance only, until it stops)")
 	fs.StringVar(&f.pepperEnv, "pepper-env", "KEYGATE_PEPPER", "name of the environment `variable` holding the pepper mixed into every key's hash;\nunset or empty means no pepper (plain SHA-256), otherwise it must be at least 16 bytes.\nThe pepper is never printed or logged")
-	fs.StringVar(&f.logFormat, "log-format", "text", "log `format` on standard error: text or json")
+	fs.StringVar(&f.logFormat, "log-format", "json", "log `format` on standard error, audit records included: json or text")
+	fs.IntVar(&f.limits.apiKey, "rate-limit-keys", defaultLimitAPIKey, "requests a minute per API key (`N`, in bursts of up to N); 0: no limit.\nA key's own \"rate_limit\" replaces it")
+	fs.IntVar(&f.limits.accessToken, "rate-limit-tokens", defaultLimitAccessToken, "requests a minute of the access tokens of each API key (`N`, together); 0: no limit")
+	fs.IntVar(&f.limits.failures, "rate-limit-failures", defaultLimitFailures, "failed authentications a minute per client address (`N`; IPv6 per /64); once spent,\nthe address is refused with 429 before its credential is checked; 0: no limit")
+	fs.IntVar(&f.limits.exchange, "rate-limit-exchange", defaultLimitExchange, "POST /v1/auth/token a minute per API key (`N`), on top of -rate-limit-keys; 0: no limit")
+	fs.IntVar(&f.limits.refresh, "rate-limit-refresh", defaultLimitRefresh, "POST /v1/auth/refresh a minute per client address (`N`); 0: no limit")
+	fs.BoolVar(&f.limits.failClosed, "rate-limit-fail-closed", false, "answer 503 when the rate limiter (Redis) fails; by default such requests are let through")
+	fs.StringVar(&f.redis, "redis", "", "Redis `address` (host:port) keeping the rate-limit budgets, shared by every instance\ngiven it; the password, if any, is read from $"+redisPasswordEnv+". See also -feed")
+	fs.StringVar(&f.redisPrefix, "redis-prefix", "keygate:", "`prefix` of the Redis keys (PREFIXrl:…) and pub/sub channel (PREFIXkeys) the server uses;\ndeployments sharing a Redis server need different ones")
+	fs.StringVar(&f.feed, "feed", "", "`name` of the feed by which instances sharing a -postgres store hear of one another's\nrevocations: postgres (LISTEN/NOTIFY, transactional; the default) or redis (pub/sub on -redis).\nOnly with -postgres")
+	fs.DurationVar(&f.usageInterval, "usage-interval", keystore.DefaultUsageInterval, "how often each key's usage counts, last-used time and last client address are written\nto the store (`duration`; also at shutdown)")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics at http://`ADDR`/metrics (e.g. 127.0.0.1:9090), on a listener of\ntheir own; off by default")
 	var trust trustConfig
 	fs.StringVar(&trust.jwksURL, "trust-jwks", "", "also accept the access tokens of an identity provider whose JWK Set is at `URL` (http or https;\nfetched at start, refreshed every minute); needs -trust-issuer and -trust-audience")
 	fs.StringVar(&trust.issuer, "trust-issuer", "", "the identity provider's `issuer`: its tokens' iss claim, matched exactly")
@@ -329,13 +493,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		}
 		return flags{}, usageError{err: err, printed: true}
 	}
-	signingKeySet := false
+	signingKeySet, metricsSet := false, false
 	fs.Visit(func(fl *flag.Flag) {
 		switch fl.Name {
 		case "db":
 			f.dbSet = true
 		case "signing-key":
 			signingKeySet = true
+		case "metrics":
+			metricsSet = true
 		}
 	})
 	switch {
@@ -353,6 +519,33 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		return flags{}, usageError{err: fmt.Errorf("-log-format must be text or json, not %q", f.logFormat)}
 	case f.pepperEnv == "":
 		return flags{}, usageError{err: errors.New("-pepper-env must name an environment variable")}
+	case metricsSet && f.metrics == "":
+		return flags{}, usageError{err: errors.New("-metrics must name an address, such as 127.0.0.1:9090")}
+	case f.usageInterval <= 0:
+		return flags{}, usageError{err: fmt.Errorf("-usage-interval must be a positive duration, such as 10s, not %v", f.usageInterval)}
+	case f.redisPrefix == "":
+		return flags{}, usageError{err: errors.New("-redis-prefix must not be empty")}
+	}
+	if err := f.limits.validate(); err != nil {
+		return flags{}, usageError{err: err}
+	}
+	if f.redis != "" {
+		if !validHostPort(f.redis) {
+			return flags{}, usageError{err: fmt.Errorf("-redis must be host:port, such as 127.0.0.1:6379 (the password goes in $%s)", redisPasswordEnv)}
+		}
+		f.redisPassword = getenv(redisPasswordEnv)
+	}
+	switch {
+	case f.feed == "" && f.postgres != "":
+		f.feed = feedPostgres
+	case f.feed == "":
+		f.feed = feedNone
+	case f.feed != feedPostgres && f.feed != feedRedis:
+		return flags{}, usageError{err: fmt.Errorf("-feed must be postgres or redis, not %q", f.feed)}
+	case f.postgres == "":
+		return flags{}, usageError{err: errors.New("-feed applies to -postgres only: with -db or -memory one process owns the store, and no other instance writes to it")}
+	case f.feed == feedRedis && f.redis == "":
+		return flags{}, usageError{err: errors.New("-feed redis needs -redis ADDR")}
 	}
 	// Checked here, not only by newServer, so that a bad prefix creates
 	// no database file.
@@ -381,6 +574,17 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		f.pepper = []byte(p)
 	}
 	return f, nil
+}
+
+// validHostPort reports whether s is host:port with a host and a port
+// number, such as 127.0.0.1:6379, redis.internal:6379 or [::1]:6379.
+func validHostPort(s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" || strings.ContainsAny(host, "/@?#") {
+		return false
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	return err == nil && n > 0
 }
 
 // countSet returns how many of values are not empty.
@@ -417,6 +621,18 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	logger := slog.New(handler)
 
+	// Redis first, if any: a wrong address or password stops the server
+	// before it creates anything.
+	var rdb *redis.Client
+	if f.redis != "" {
+		redisLog.Store(logger)
+		if rdb, err = connectRedis(ctx, f); err != nil {
+			return err
+		}
+		defer rdb.Close()
+		logger.Info("connected to Redis", "redis", f.redis, "prefix", f.redisPrefix)
+	}
+
 	// With -memory, newServer's defaults keep refresh tokens and
 	// revocations in memory.
 	var (
@@ -450,35 +666,72 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	// The cache serves the request path: a key seen again costs no
 	// database read. This instance's own revocations reach it at once.
-	// On PostgreSQL, those made by another instance sharing the database
-	// arrive through LISTEN/NOTIFY within milliseconds, and while that
-	// feed is down cached keys are trusted for at most
-	// keystore.DefaultStaleAfter; on SQLite (one process) there is no one
+	// With -postgres, those made by another instance sharing the
+	// database arrive through the feed (PostgreSQL's LISTEN/NOTIFY, or
+	// Redis pub/sub with -feed redis) within milliseconds, and while
+	// the feed is down cached keys are trusted for at most
+	// keystore.DefaultStaleAfter; with -db or -memory there is no one
 	// else to hear from.
 	var cacheOpts []keystore.CacheOption
-	if f.postgres != "" {
+	if f.feed != feedNone {
 		cacheOpts = append(cacheOpts, keystore.WithInvalidationFeed())
+	}
+	if f.feed == feedRedis {
+		// Every revocation is published after the store has made it.
+		if keys, err = newPublishingStore(keys, rdb, f, logger); err != nil {
+			return err
+		}
 	}
 	cached, err := keystore.NewCachedStore(keys, cacheOpts...)
 	if err != nil {
 		return fmt.Errorf("key cache: %w", err)
 	}
-	if f.postgres != "" {
+	switch f.feed {
+	case feedPostgres:
 		feed, err := sqlstore.ListenPostgres(ctx, f.postgres, cached, sqlstore.WithFeedLogger(logger))
 		if err != nil {
 			return startError{fmt.Errorf("-postgres: listen for invalidations: %w", err)}
 		}
 		defer feed.Close()
+		logger.Info("instances sharing the database hear of one another's revocations through PostgreSQL LISTEN/NOTIFY (-feed postgres)")
+	case feedRedis:
+		feed, err := listenRedis(ctx, rdb, cached, f, logger)
+		if err != nil {
+			return err
+		}
+		defer feed.Close()
+		logger.Info("instances sharing the database hear of one another's revocations through Redis pub/sub (-feed redis)", "channel", feed.Channel())
 	}
+
+	var limiter auth.Limiter
+	if rdb != nil && f.limits.any() {
+		if limiter, err = newRedisLimiter(rdb, f); err != nil {
+			return err
+		}
+	}
+	logLimits(logger, f.limits, limiter != nil)
+
+	var metrics *metricsServer
+	if f.metrics != "" {
+		if metrics, err = newMetricsServer(f.metrics, logger); err != nil {
+			return err
+		}
+		defer metrics.close()
+	}
+
 	s, err := newServer(ctx, config{
-		prefix:      f.prefix,
-		pepper:      f.pepper,
-		store:       cached,
-		refresh:     refresh,
-		revocations: revocations,
-		logger:      logger,
-		signingKey:  signer,
-		trust:       f.trust,
+		prefix:        f.prefix,
+		pepper:        f.pepper,
+		store:         cached,
+		refresh:       refresh,
+		revocations:   revocations,
+		logger:        logger,
+		signingKey:    signer,
+		trust:         f.trust,
+		limits:        f.limits,
+		limiter:       limiter,
+		usageInterval: f.usageInterval,
+		metrics:       metrics.observer(),
 	})
 	if err != nil {
 		if errors.As(err, new(startError)) {
@@ -486,11 +739,17 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 		}
 		return usageError{err: err}
 	}
-	defer s.close()
+	// Last deferred, so first run: the last usage counts are written
+	// before the feed, the store and Redis are closed.
+	defer s.close() //nolint:errcheck // close logs its failure
 	if f.pepper == nil {
 		logger.Info("no pepper set: keys are hashed with plain SHA-256", "pepper_env", f.pepperEnv)
 	}
 
+	if metrics != nil {
+		metrics.serve(s.usage)
+		fmt.Fprintf(stderr, "metrics on http://%s/metrics\n", metrics.addr())
+	}
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return err
@@ -536,6 +795,11 @@ func runEnv(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("serve: %w", err)
+	}
+	// No request is in flight any more: write the last usage counts now,
+	// then close the feed and the store (deferred).
+	if err := s.close(); err != nil {
+		return fmt.Errorf("write the last usage counts: %w", err)
 	}
 	logger.Info("stopped")
 	return nil

@@ -105,7 +105,7 @@ func TestRun(t *testing.T) {
 		secret string
 	}{
 		{name: "defaults", args: []string{"-addr", "127.0.0.1:0"}, prefix: "halfred"},
-		{name: "json logs and prefix", args: []string{"-addr", "127.0.0.1:0", "-log-format", "json", "-prefix", "acme"}, prefix: "acme"},
+		{name: "text logs and prefix", args: []string{"-addr", "127.0.0.1:0", "-log-format", "text", "-prefix", "acme"}, prefix: "acme"},
 		{name: "pepper", env: map[string]string{"KEYGATE_PEPPER": "0123456789abcdef-pepper"}, args: []string{"-addr", "127.0.0.1:0"}, prefix: "halfred", secret: "0123456789abcdef-pepper"},
 		{name: "pepper from another variable", env: map[string]string{"MY_PEPPER": "another-pepper-of-24-bytes"}, args: []string{"-addr", "127.0.0.1:0", "-pepper-env", "MY_PEPPER"}, prefix: "halfred", secret: "another-pepper-of-24-bytes"},
 		{name: "db accepted", args: []string{"-addr", "127.0.0.1:0", "-db", filepath.Join(t.TempDir(), "k.db")}, prefix: "halfred"},
@@ -127,6 +127,15 @@ func TestRun(t *testing.T) {
 			}
 			if got := get(t, s.addr, "/v1/me", key[:len(key)-2]+"xx"); got != http.StatusUnauthorized {
 				t.Errorf("GET /v1/me with a mangled key = %d", got)
+			}
+			// Tokens, for their audit records.
+			status, pair := postJSON(t, s.addr, "/v1/auth/token", key, "")
+			if status != http.StatusOK {
+				t.Fatalf("POST /v1/auth/token = %d %v", status, pair)
+			}
+			rt, _ := pair["refresh_token"].(string)
+			if status, body := postJSON(t, s.addr, "/v1/auth/refresh", "", `{"refresh_token":"`+rt+`"}`); status != http.StatusOK {
+				t.Fatalf("POST /v1/auth/refresh = %d %v", status, body)
 			}
 			s.stop()
 			select {
@@ -155,9 +164,22 @@ func TestRun(t *testing.T) {
 			if !strings.Contains(stderr, format.Hint(key)) {
 				t.Errorf("stderr does not log the bootstrap key's hint %s:\n%s", format.Hint(key), stderr)
 			}
-			for _, want := range []string{"stopped", "kept in SQLite", "signing key file (mode 0600)"} {
+			if m := secretPattern.FindString(stderr); m != "" {
+				t.Errorf("stderr holds a token ending %q:\n%s", m[len(m)-4:], stderr)
+			}
+			for _, want := range []string{"stopped", "kept in SQLite", "signing key file (mode 0600)", "rate limits a minute"} {
 				if !strings.Contains(stderr, want) {
 					t.Errorf("stderr lacks %q:\n%s", want, stderr)
+				}
+			}
+			// The audit records, in the log format asked for.
+			for _, event := range []string{"key.created", "token.issued", "token.refreshed", "auth.failed"} {
+				want := `"event":"` + event + `"`
+				if slices.Contains(tt.args, "text") {
+					want = "event=" + event
+				}
+				if !strings.Contains(stderr, want) {
+					t.Errorf("stderr lacks the audit record %s:\n%s", want, stderr)
 				}
 			}
 		})
@@ -237,6 +259,18 @@ func TestRunErrors(t *testing.T) {
 		{name: "trust-jwks relative", args: trustArgs("/jwks.json", "https://idp.example.com/"), usage: true, stderr: "http or https"},
 		{name: "trust-issuer is ours", args: trustArgs("https://idp.example.com/jwks.json", "halfred"), usage: true, stderr: "own issuer"},
 		{name: "trust-jwks unreachable", args: trustArgs(unreachableURL(t), "https://idp.example.com/"), stderr: "-trust-jwks"},
+		{name: "negative rate limit", args: []string{"-rate-limit-keys", "-1"}, usage: true, stderr: "-rate-limit-keys must be a number of requests a minute from 0"},
+		{name: "huge rate limit", args: []string{"-rate-limit-failures", "1000001"}, usage: true, stderr: "-rate-limit-failures must be"},
+		{name: "rate limit not a number", args: []string{"-rate-limit-refresh", "ten"}, usage: true, stderr: "invalid value"},
+		{name: "zero usage interval", args: []string{"-usage-interval", "0"}, usage: true, stderr: "-usage-interval must be a positive duration"},
+		{name: "empty metrics", args: []string{"-metrics", ""}, usage: true, stderr: "-metrics must name an address"},
+		{name: "metrics address in use", args: []string{"-addr", "127.0.0.1:0", "-metrics", busy.Addr().String()}, stderr: "-metrics"},
+		{name: "redis not host:port", args: []string{"-redis", "redis://localhost"}, usage: true, stderr: "-redis must be host:port"},
+		{name: "empty redis prefix", args: []string{"-redis-prefix", ""}, usage: true, stderr: "-redis-prefix must not be empty"},
+		{name: "unknown feed", args: []string{"-postgres", "postgres://localhost/keygate", "-feed", "kafka"}, usage: true, stderr: "-feed must be postgres or redis"},
+		{name: "feed with db", args: []string{"-feed", "postgres"}, usage: true, stderr: "-feed applies to -postgres only"},
+		{name: "feed with memory", args: []string{"-memory", "-redis", "127.0.0.1:6379", "-feed", "redis"}, usage: true, stderr: "-feed applies to -postgres only"},
+		{name: "redis feed without redis", args: []string{"-postgres", "postgres://localhost/keygate", "-feed", "redis"}, usage: true, stderr: "-feed redis needs -redis"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -430,6 +464,55 @@ func TestBinary(t *testing.T) {
 		}
 	})
 
+	t.Run("rate limits, audit and metrics", func(t *testing.T) {
+		t.Parallel()
+		p := startProc(t, bin, "-addr", "127.0.0.1:0", "-memory", "-metrics", "127.0.0.1:0", "-rate-limit-keys", "2")
+		key := p.key(t)
+		m := metricsLine.FindStringSubmatch(p.stderr.String())
+		if m == nil {
+			t.Fatalf("no \"metrics on\" line:\n%s", p.stderr)
+		}
+		for i, want := range []int{200, 200, 429} {
+			r, err := http.NewRequest("GET", "http://"+p.addr+"/v1/models", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Header.Set("Authorization", "Bearer "+key)
+			res, err := http.DefaultClient.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res.Body.Close()
+			if res.StatusCode != want || res.Header.Get("RateLimit-Policy") != `"api_key";q=2;w=60` ||
+				(want == 429) != (res.Header.Get("Retry-After") == "30") || res.Header.Get("WWW-Authenticate") != "" {
+				t.Errorf("request %d: %d, headers %v", i, res.StatusCode, res.Header)
+			}
+		}
+		if got := scrape(t, "http://"+m[1]+"/metrics")[`keygate_auth_requests_total{method="api_key",outcome="rate_limited"}`]; got != 1 {
+			t.Errorf("rate_limited counter = %v, want 1", got)
+		}
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(20 * time.Second):
+			t.Fatal("no exit after SIGTERM")
+		}
+		if !p.cmd.ProcessState.Success() {
+			t.Errorf("exit after SIGTERM: %v", p.cmd.ProcessState)
+		}
+		records := auditRecords(t, p.stderr.String())
+		if !slices.ContainsFunc(records, func(r map[string]any) bool {
+			return r["event"] == "auth.rate_limited" && r["status"] == float64(429) && r["client_addr"] == "127.0.0.1"
+		}) {
+			t.Errorf("no auth.rate_limited audit record:\n%s", p.stderr)
+		}
+		if stderr := p.stderr.String(); keystore.DefaultFormat().Pattern().MatchString(stderr) || !strings.Contains(stderr, `"msg":"stopped"`) {
+			t.Errorf("stderr holds a key, or lacks the clean stop:\n%s", stderr)
+		}
+	})
+
 	t.Run("postgres unreachable exits 1", func(t *testing.T) {
 		t.Parallel()
 		cmd := exec.Command(bin, "-postgres", "postgres://keygate:"+dsnSecret+"@127.0.0.1:1/x?connect_timeout=5")
@@ -457,7 +540,10 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("exit = %v", err)
 		}
 		for _, want := range []string{"-addr", "-prefix", "-db", "-postgres", "-pepper-env", "survive a restart", "/v1/chat/completions",
-			"-trust-jwks", "-trust-issuer", "-trust-audience", "/v1/auth/token", "/v1/auth/refresh", "/v1/auth/revoke", "/.well-known/jwks.json"} {
+			"-trust-jwks", "-trust-issuer", "-trust-audience", "/v1/auth/token", "/v1/auth/refresh", "/v1/auth/revoke", "/.well-known/jwks.json",
+			"-rate-limit-keys", "-rate-limit-tokens", "-rate-limit-failures", "-rate-limit-exchange", "-rate-limit-refresh",
+			"-rate-limit-fail-closed", "-redis", "-redis-prefix", "KEYGATE_REDIS_PASSWORD", "-feed", "-usage-interval", "-metrics",
+			"-log-format", "rate_limit", "usage_count"} {
 			if !strings.Contains(string(out), want) {
 				t.Errorf("help lacks %q:\n%s", want, out)
 			}

@@ -83,6 +83,14 @@ type proc struct {
 	exited         chan struct{} // closed once Wait returned
 }
 
+// noRateLimits turns every rate limit off, for the tests that poll a
+// server as fast as they can (every revoked credential they poll is a
+// failed authentication from 127.0.0.1) and measure something else.
+var noRateLimits = []string{
+	"-rate-limit-keys", "0", "-rate-limit-tokens", "0", "-rate-limit-failures", "0",
+	"-rate-limit-exchange", "0", "-rate-limit-refresh", "0",
+}
+
 var listeningLine = regexp.MustCompile(`(?m)^listening on http://(\S+)$`)
 
 // startProc starts the binary with args in a new working directory and
@@ -213,7 +221,7 @@ func TestTwoProcessRevocation(t *testing.T) {
 	bin := buildServer(t)
 	dsn := postgresDSN(t)
 	keyFile := filepath.Join(t.TempDir(), "signing-key.pem")
-	args := []string{"-addr", "127.0.0.1:0", "-postgres", dsn, "-signing-key", keyFile}
+	args := append([]string{"-addr", "127.0.0.1:0", "-postgres", dsn, "-signing-key", keyFile}, noRateLimits...)
 	a := startProc(t, bin, args...)
 	admin := a.key(t)
 	b := startProc(t, bin, args...)
@@ -450,7 +458,7 @@ func TestSIGKILL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			const rounds, workers = 5, 4
-			args := append([]string{"-addr", "127.0.0.1:0"}, tt.store(t)...)
+			args := append(append([]string{"-addr", "127.0.0.1:0"}, tt.store(t)...), noRateLimits...)
 			seed := uint64(time.Now().UnixNano())
 			t.Logf("seed %d", seed)
 			rng := rand.New(rand.NewPCG(seed, 0))

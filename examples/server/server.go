@@ -102,6 +102,20 @@ type config struct {
 	// trust, if set, makes the server accept the access tokens of an
 	// external identity provider. Default: none.
 	trust *trustConfig
+	// limits are the rate limits. Default: none (every field zero).
+	limits rateLimits
+	// limiter keeps the rate-limit budgets. Default: an in-memory
+	// limiter on the clock now, made when a limit is set.
+	limiter auth.Limiter
+	// usageInterval is how often the usage counters are written to the
+	// store. Default (zero): never in the background, only by
+	// usage.Flush and at close (the tests flush by hand); run passes
+	// -usage-interval.
+	usageInterval time.Duration
+	// metrics, if set, is told every event besides the usage counters
+	// and the audit log (the Prometheus observer of -metrics). Default:
+	// none.
+	metrics auth.Observer
 }
 
 // server is the Halfred API: a key manager, the token machinery, the
@@ -115,6 +129,14 @@ type server struct {
 	format  *keystore.Format
 	now     func() time.Time
 	logger  *slog.Logger
+	// usage counts each key's requests and writes them to the store in
+	// the background; nil when the store cannot record usage.
+	usage *keystore.UsageRecorder
+	// limits are the rate limits the routes apply.
+	limits rateLimits
+
+	closeOnce sync.Once
+	closeErr  error
 
 	randMu sync.Mutex
 	random io.Reader
@@ -153,28 +175,62 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid pepper: %w", err)
 	}
-	keys, err := keystore.NewManager(cfg.store,
+	if err := cfg.limits.validate(); err != nil {
+		return nil, err
+	}
+	usage, err := newUsageRecorder(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Every event goes to the usage counters (which count the
+	// authenticated requests), the audit log and the metrics.
+	observer := auth.Observers(usageObserver(usage), newAuditObserver(cfg.logger), cfg.metrics)
+	fail := func(err error) (*server, error) {
+		if usage != nil {
+			usage.Close(context.Background()) //nolint:errcheck // nothing was counted yet
+		}
+		return nil, err
+	}
+	managerOpts := []keystore.ManagerOption{
 		keystore.WithFormat(format),
 		keystore.WithHasher(hasher),
 		keystore.WithClock(cfg.now),
 		keystore.WithLogger(cfg.logger),
-	)
+		keystore.WithObserver(observer),
+	}
+	if usage != nil {
+		// The recorder writes last-used times with its counters, in
+		// batches, off the request path.
+		managerOpts = append(managerOpts, keystore.WithLastUsedInterval(0))
+	}
+	keys, err := keystore.NewManager(cfg.store, managerOpts...)
 	if err != nil {
-		return nil, fmt.Errorf("key manager: %w", err)
+		return fail(fmt.Errorf("key manager: %w", err))
 	}
 	tk, err := newTokens(ctx, cfg, keys)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
-	guard, err := auth.New(tk.authn, auth.WithRealm(realm), auth.WithLogger(cfg.logger))
+	guardOpts := []auth.Option{auth.WithRealm(realm), auth.WithLogger(cfg.logger), auth.WithObserver(observer)}
+	if cfg.limits.any() {
+		limiter := cfg.limiter
+		if limiter == nil {
+			if limiter, err = auth.NewMemoryLimiter(auth.WithLimiterClock(cfg.now)); err != nil {
+				tk.close()
+				return fail(fmt.Errorf("rate limiter: %w", err))
+			}
+		}
+		guardOpts = append(guardOpts, auth.WithRateLimits(cfg.limits.guardLimits(limiter)))
+	}
+	guard, err := auth.New(tk.authn, guardOpts...)
 	if err != nil {
 		tk.close()
-		return nil, fmt.Errorf("auth guard: %w", err)
+		return fail(fmt.Errorf("auth guard: %w", err))
 	}
 	rtFormat, err := refreshFormat(cfg.prefix)
 	if err != nil {
 		tk.close()
-		return nil, fmt.Errorf("refresh token format: %w", err)
+		return fail(fmt.Errorf("refresh token format: %w", err))
 	}
 	service, err := token.NewService(tk.issuer, tk.verifier, cfg.refresh, cfg.revocations, keys,
 		token.WithRefreshFormat(rtFormat),
@@ -183,10 +239,11 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		token.WithServiceLogger(cfg.logger),
 		token.WithServiceRealm(realm),
 		token.WithServiceErrorHandler(guard.WriteError),
+		token.WithServiceObserver(observer),
 	)
 	if err != nil {
 		tk.close()
-		return nil, fmt.Errorf("token service: %w", err)
+		return fail(fmt.Errorf("token service: %w", err))
 	}
 	return &server{
 		keys:    keys,
@@ -196,13 +253,37 @@ func newServer(ctx context.Context, cfg config) (*server, error) {
 		format:  format,
 		now:     cfg.now,
 		logger:  cfg.logger,
+		usage:   usage,
+		limits:  cfg.limits,
 		random:  cfg.random,
 	}, nil
 }
 
+// usageCloseTimeout bounds the last flush of the usage counters at close.
+const usageCloseTimeout = 10 * time.Second
+
 // close stops what the server runs in the background: the refresh of the
-// identity provider's keys.
-func (s *server) close() { s.tokens.close() }
+// identity provider's keys, and the usage recorder, which writes the
+// counts not yet written. Call it after the HTTP server has stopped
+// serving (so that no request is left uncounted) and before the store is
+// closed. It returns the last flush's error, which it also logs. Later
+// calls return the first call's result.
+func (s *server) close() error {
+	s.closeOnce.Do(func() {
+		s.tokens.close()
+		if s.usage == nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), usageCloseTimeout)
+		defer cancel()
+		if err := s.usage.Close(ctx); err != nil {
+			s.logger.LogAttrs(ctx, slog.LevelError, "could not write the last usage counts; they are lost",
+				slog.Int("keys", s.usage.Stats().Keys), slog.String("error", err.Error()))
+			s.closeErr = err
+		}
+	})
+	return s.closeErr
+}
 
 // bootstrap issues the first key, with every scope, in project "default"
 // when that project has no keys. It returns the key and true when it issued
@@ -247,8 +328,20 @@ func (s *server) routes() http.Handler {
 	// The token endpoints. The Service's handlers set Cache-Control:
 	// no-store and Pragma: no-cache; the exchange checks that the caller
 	// is an API key, the revocation that it is an access token.
-	mux.Handle("POST /v1/auth/token", scoped(scopeTokensIssue, s.service.TokenHandler()))
-	mux.Handle("POST /v1/auth/refresh", s.service.RefreshHandler())
+	//
+	// The exchange has a stricter limit of its own per API key (each
+	// exchange is a signature and a store write), and the refresh
+	// endpoint, which no credential header protects, one per client
+	// address.
+	exchange, refresh := s.service.TokenHandler(), s.service.RefreshHandler()
+	if l := s.limits.exchangeLimit(); !l.IsZero() {
+		exchange = s.guard.Limit(l)(exchange)
+	}
+	if l := s.limits.refreshLimit(); !l.IsZero() {
+		refresh = s.guard.LimitByClientAddr(l)(refresh)
+	}
+	mux.Handle("POST /v1/auth/token", scoped(scopeTokensIssue, exchange))
+	mux.Handle("POST /v1/auth/refresh", refresh)
 	mux.Handle("POST /v1/auth/revoke", s.guard.Middleware(noteCaller(s.handleRevoke(s.service.RevokeHandler()))))
 	mux.Handle("GET /.well-known/jwks.json", s.tokens.issuer.KeySet().Handler())
 	return s.logRequests(s.recoverPanics(s.jsonFallback(mux)))

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/auth/promobserver"
 	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
@@ -39,11 +40,14 @@ type flakyStore struct {
 	failLookup atomic.Bool
 	failManage atomic.Bool
 	writes     atomic.Int64
+	// lookups counts LookupDigest calls: the request path's store reads.
+	lookups atomic.Int64
 }
 
 var errDown = errors.New("connection refused")
 
 func (f *flakyStore) LookupDigest(ctx context.Context, d keystore.Digest) (keystore.Record, error) {
+	f.lookups.Add(1)
 	if f.failLookup.Load() {
 		return keystore.Record{}, errDown
 	}
@@ -120,9 +124,11 @@ func newEnvWith(t *testing.T, configure func(*config)) *env {
 		logs:  &syncbuf.Buffer{},
 	}
 	cfg := config{
-		store:  e.store,
-		now:    e.clock.Now,
-		logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		store: e.store,
+		now:   e.clock.Now,
+		// JSON, as the server logs by default; at Debug, so that the
+		// audit log's auth.succeeded records are checked for secrets too.
+		logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if configure != nil {
 		configure(&cfg)
@@ -131,7 +137,7 @@ func newEnvWith(t *testing.T, configure func(*config)) *env {
 	if err != nil {
 		t.Fatalf("newServer: %v", err)
 	}
-	t.Cleanup(s.close)
+	t.Cleanup(func() { s.close() })
 	e.srv = s
 	key, issued, err := s.bootstrap(context.Background())
 	if err != nil || !issued {
@@ -416,7 +422,7 @@ func TestEndpoints(t *testing.T) {
 				if m.Object != "list" || len(m.Data) != 2 {
 					t.Fatalf("list = %s", res.body)
 				}
-				want := []string{"created_at", "expires_at", "hint", "id", "last_used_at", "name", "revoked_at", "scopes"}
+				want := []string{"created_at", "expires_at", "hint", "id", "last_client_addr", "last_used_at", "name", "rate_limit", "revoked_at", "scopes", "usage_count"}
 				for _, item := range m.Data {
 					var got []string
 					for k := range item {
@@ -430,11 +436,24 @@ func TestEndpoints(t *testing.T) {
 				if m.Data[0]["name"] != "bootstrap" || m.Data[1]["id"] != fresh.ID {
 					t.Errorf("list order or content = %s", res.body)
 				}
-				if m.Data[1]["expires_at"] != nil || m.Data[1]["revoked_at"] != nil || m.Data[1]["last_used_at"] != nil {
-					t.Errorf("unset times are not null: %s", res.body)
+				for _, k := range []string{"expires_at", "revoked_at", "last_used_at", "last_client_addr", "rate_limit"} {
+					if m.Data[1][k] != nil {
+						t.Errorf("unset %s is not null: %s", k, res.body)
+					}
 				}
-				if m.Data[0]["last_used_at"] != float64(epoch.Unix()) {
-					t.Errorf("bootstrap last_used_at = %v, want %d", m.Data[0]["last_used_at"], epoch.Unix())
+				// Usage is written behind: nothing yet, until a flush.
+				if m.Data[0]["usage_count"] != float64(0) || m.Data[0]["last_used_at"] != nil {
+					t.Errorf("bootstrap usage before a flush: %s", res.body)
+				}
+				if err := e.srv.usage.Flush(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				boot, _ := findItem(e.listKeys(e.root), e.rootID)
+				// Two requests: the creation of the fresh key and the list.
+				if boot.UsageCount != 2 || boot.LastUsedAt == nil || boot.LastClientAddr == nil || *boot.LastClientAddr != "127.0.0.1" {
+					t.Errorf("bootstrap usage after a flush = %d, %v, %v; want 2, a time, 127.0.0.1", boot.UsageCount, boot.LastUsedAt, boot.LastClientAddr)
+				} else if d := time.Since(time.Unix(*boot.LastUsedAt, 0)); d < -time.Second || d > time.Minute {
+					t.Errorf("bootstrap last_used_at is %v ago", d)
 				}
 			},
 		},
@@ -1037,6 +1056,20 @@ func TestCreateKeyValidation(t *testing.T) {
 		{"not JSON", `name=x`, 400, "invalid_json"},
 		{"trailing data", `{}{}`, 400, "invalid_json"},
 		{"too large", `{"name":"` + strings.Repeat("n", maxBodyBytes) + `"}`, 413, "request_too_large"},
+		{"rate limit", `{"rate_limit":{"requests":5,"per_seconds":1}}`, 201, ""},
+		{"rate limit null", `{"rate_limit":null}`, 201, ""},
+		{"rate limit of a day", `{"rate_limit":{"requests":1000000,"per_seconds":86400}}`, 201, ""},
+		{"rate limit without requests", `{"rate_limit":{"per_seconds":60}}`, 400, "missing_parameter"},
+		{"rate limit without per_seconds", `{"rate_limit":{"requests":60}}`, 400, "missing_parameter"},
+		{"rate limit empty", `{"rate_limit":{}}`, 400, "missing_parameter"},
+		{"rate limit zero requests", `{"rate_limit":{"requests":0,"per_seconds":60}}`, 400, "invalid_parameter"},
+		{"rate limit negative requests", `{"rate_limit":{"requests":-1,"per_seconds":60}}`, 400, "invalid_parameter"},
+		{"rate limit too many requests", `{"rate_limit":{"requests":1000001,"per_seconds":60}}`, 400, "invalid_parameter"},
+		{"rate limit zero seconds", `{"rate_limit":{"requests":1,"per_seconds":0}}`, 400, "invalid_parameter"},
+		{"rate limit over a day", `{"rate_limit":{"requests":1,"per_seconds":86401}}`, 400, "invalid_parameter"},
+		{"rate limit fraction", `{"rate_limit":{"requests":1.5,"per_seconds":60}}`, 400, "invalid_parameter"},
+		{"rate limit string", `{"rate_limit":"10/min"}`, 400, "invalid_parameter"},
+		{"rate limit unknown field", `{"rate_limit":{"requests":1,"per_seconds":60,"burst":5}}`, 400, "unknown_parameter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1059,7 +1092,7 @@ func TestCreateKeyValidation(t *testing.T) {
 }
 
 func BenchmarkModels(b *testing.B) {
-	s, key := benchServer(b)
+	s, key := benchServer(b, config{})
 	h := s.routes()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1073,8 +1106,36 @@ func BenchmarkModels(b *testing.B) {
 	}
 }
 
+// BenchmarkModelsLimited is BenchmarkModels with what run adds: every
+// rate limit (high enough never to refuse), the usage counters, the
+// audit log (JSON, at Info) and the Prometheus metrics.
+func BenchmarkModelsLimited(b *testing.B) {
+	metrics, err := promobserver.New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, key := benchServer(b, config{
+		limits:        rateLimits{apiKey: maxLimit, accessToken: maxLimit, failures: 20, exchange: 10, refresh: 60},
+		usageInterval: keystore.DefaultUsageInterval,
+		logger:        slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		metrics:       metrics,
+	})
+	h := s.routes()
+	b.ReportAllocs()
+	for b.Loop() {
+		r := httptest.NewRequest("GET", "/v1/models", nil)
+		r.RemoteAddr = "192.0.2.1:1234"
+		r.Header.Set("Authorization", "Bearer "+key)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
 func BenchmarkChat(b *testing.B) {
-	s, key := benchServer(b)
+	s, key := benchServer(b, config{})
 	h := s.routes()
 	b.ReportAllocs()
 	for b.Loop() {
@@ -1088,15 +1149,37 @@ func BenchmarkChat(b *testing.B) {
 	}
 }
 
-func benchServer(b *testing.B) (*server, string) {
+func benchServer(b *testing.B, cfg config) (*server, string) {
 	b.Helper()
-	s, err := newServer(context.Background(), config{})
+	s, err := newServer(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
+	b.Cleanup(func() { s.close() })
 	key, _, err := s.bootstrap(context.Background())
 	if err != nil {
 		b.Fatal(err)
 	}
 	return s, key.Plaintext()
+}
+
+func TestValidHostPort(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{
+		"127.0.0.1:6379":      true,
+		"redis.internal:6379": true,
+		"[::1]:6379":          true,
+		"127.0.0.1":           false,
+		":6379":               false,
+		"redis://localhost":   false,
+		"user@host:6379":      false,
+		"host:0":              false,
+		"host:65536":          false,
+		"host:port":           false,
+		"":                    false,
+	} {
+		if got := validHostPort(s); got != want {
+			t.Errorf("validHostPort(%q) = %v, want %v", s, got, want)
+		}
+	}
 }

@@ -392,7 +392,7 @@ func TestSigningKeyRestart(t *testing.T) {
 				t.Errorf("JWKS kids: %v before the restart, %v after; want one, the same", kids, again)
 			}
 			stderr := second.stderr.String()
-			if !strings.Contains(stderr, "signed with the key in the signing key file") || !strings.Contains(stderr, "kid="+kids[0]) {
+			if !strings.Contains(stderr, "signed with the key in the signing key file") || !strings.Contains(stderr, `"kid":"`+kids[0]+`"`) {
 				t.Errorf("second start does not log the file's key and kid:\n%s", stderr)
 			}
 			for _, line := range pemBodies(data) {

@@ -158,7 +158,7 @@ func TestDSNPassword(t *testing.T) {
 func TestTwoInstancesRevoke(t *testing.T) {
 	t.Parallel()
 	dsn := postgresDSN(t)
-	args := []string{"-addr", "127.0.0.1:0", "-postgres", dsn}
+	args := append([]string{"-addr", "127.0.0.1:0", "-postgres", dsn}, noRateLimits...)
 	a := startRun(t, nil, args...)
 	m := keyLine("halfred").FindStringSubmatch(a.stdout.String())
 	if m == nil {
