@@ -89,27 +89,7 @@ func newPublishingStore(store keystore.Store, rdb *redis.Client, f flags, logger
 	if err != nil {
 		return nil, fmt.Errorf("-feed redis: %w", err)
 	}
-	w, ok := store.(keystore.UsageWriter)
-	if !ok {
-		return pub, nil
-	}
-	return publishingStore{PublishingStore: pub, usage: w}, nil
-}
-
-// publishingStore is a redisfeed.PublishingStore that also records usage
-// in the store under it: PublishingStore implements Store, Toucher and
-// Disabler but not keystore.UsageWriter, and usage writes need no
-// invalidation (they do not change whether a key is valid).
-type publishingStore struct {
-	*redisfeed.PublishingStore
-	usage keystore.UsageWriter
-}
-
-var _ keystore.UsageWriter = publishingStore{}
-
-// RecordUsage writes the batch to the store under the PublishingStore.
-func (p publishingStore) RecordUsage(ctx context.Context, batch []keystore.Usage) error {
-	return p.usage.RecordUsage(ctx, batch)
+	return pub, nil
 }
 
 // listenRedis starts the feed of -feed redis, which applies every

@@ -41,7 +41,8 @@ import (
 //     instance has anything cached about them; at worst an instance that
 //     looked the ID up before it existed answers "not found" for the
 //     negative TTL.
-//   - Touch publishes nothing: last-used times do not affect verification.
+//   - Touch and RecordUsage publish nothing: last-used times and usage
+//     counters do not affect verification.
 //
 // Nothing is published when the store's write fails; the caller gets the
 // store's error unchanged. The publish happens after the store's write has
@@ -56,9 +57,10 @@ import (
 // so that this instance's own writes update its cache at once, whatever
 // happens to the message.
 //
-// Touch and SetDisabled call the wrapped store's [keystore.Toucher] and
-// [keystore.Disabler] methods; when it lacks them they return an error
-// matching [errors.ErrUnsupported].
+// Touch, SetDisabled and RecordUsage call the wrapped store's
+// [keystore.Toucher], [keystore.Disabler] and [keystore.UsageWriter]
+// methods; when it lacks them they return an error matching
+// [errors.ErrUnsupported].
 //
 // A PublishingStore is safe for concurrent use if the wrapped store is, and
 // starts no goroutines. Make one with [NewPublishingStore]; the zero value
@@ -67,6 +69,7 @@ type PublishingStore struct {
 	store    keystore.Store
 	toucher  keystore.Toucher
 	disabler keystore.Disabler
+	usage    keystore.UsageWriter
 	client   redis.UniversalClient
 	cfg      config
 	redact   redactor
@@ -74,9 +77,10 @@ type PublishingStore struct {
 
 // Interface checks.
 var (
-	_ keystore.Store    = (*PublishingStore)(nil)
-	_ keystore.Toucher  = (*PublishingStore)(nil)
-	_ keystore.Disabler = (*PublishingStore)(nil)
+	_ keystore.Store       = (*PublishingStore)(nil)
+	_ keystore.Toucher     = (*PublishingStore)(nil)
+	_ keystore.Disabler    = (*PublishingStore)(nil)
+	_ keystore.UsageWriter = (*PublishingStore)(nil)
 )
 
 // NewPublishingStore returns a [PublishingStore] that writes to store and
@@ -99,6 +103,7 @@ func NewPublishingStore(store keystore.Store, client redis.UniversalClient, opts
 	s := &PublishingStore{store: store, client: client, cfg: cfg, redact: newRedactor(client)}
 	s.toucher, _ = store.(keystore.Toucher)
 	s.disabler, _ = store.(keystore.Disabler)
+	s.usage, _ = store.(keystore.UsageWriter)
 	return s, nil
 }
 
@@ -189,6 +194,15 @@ func (s *PublishingStore) SetDisabled(ctx context.Context, id string, disabled b
 		return r, err
 	}
 	return r, s.publish(ctx, "set disabled", id, r.Digest)
+}
+
+// RecordUsage implements [keystore.UsageWriter] by passing the batch to
+// the wrapped store; it publishes nothing.
+func (s *PublishingStore) RecordUsage(ctx context.Context, batch []keystore.Usage) error {
+	if s.usage == nil {
+		return fmt.Errorf("redisfeed: store %T cannot record usage: %w", s.store, errors.ErrUnsupported)
+	}
+	return s.usage.RecordUsage(ctx, batch)
 }
 
 // Touch implements [keystore.Toucher] when the store does; otherwise it

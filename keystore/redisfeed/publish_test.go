@@ -224,8 +224,9 @@ func TestPublishFailure(t *testing.T) {
 	}
 }
 
-// TestPublishingStoreOptional: without Toucher and Disabler in the
-// wrapped store, Touch and SetDisabled fail with ErrUnsupported.
+// TestPublishingStoreOptional: without Toucher, Disabler and UsageWriter
+// in the wrapped store, Touch, SetDisabled and RecordUsage fail with
+// ErrUnsupported; with them, they reach the store.
 func TestPublishingStoreOptional(t *testing.T) {
 	t.Parallel()
 	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
@@ -251,10 +252,18 @@ func TestPublishingStoreOptional(t *testing.T) {
 			}
 			errTouch := s.Touch(t.Context(), r.ID, time.Now())
 			_, errDisable := s.SetDisabled(t.Context(), "key_none", true)
-			for name, err := range map[string]error{"Touch": errTouch, "SetDisabled": errDisable} {
+			errUsage := s.RecordUsage(t.Context(), []keystore.Usage{{KeyID: r.ID, Requests: 3, LastUsedAt: time.Now()}})
+			for name, err := range map[string]error{"Touch": errTouch, "SetDisabled": errDisable, "RecordUsage": errUsage} {
 				if got := errors.Is(err, errors.ErrUnsupported); got != tc.unsupported {
 					t.Errorf("%s: %v; ErrUnsupported %v, want %v", name, err, got, tc.unsupported)
 				}
+			}
+			got, err := mem.Get(t.Context(), r.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := int64(3); !tc.unsupported && got.UsageCount != want {
+				t.Errorf("UsageCount = %d after RecordUsage through the PublishingStore, want %d", got.UsageCount, want)
 			}
 		})
 	}
