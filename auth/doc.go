@@ -117,9 +117,10 @@
 // seconds), or closed with [RateLimits.FailClosed] (503). Failing open is
 // the default because the limiter protects capacity, not access: a Redis
 // outage should not take the API down with it. On a successful request
-// the limits cost a peek and a spend in the Limiter and one allocation
-// (the RateLimit value); BenchmarkMiddlewareLimits in package keystore
-// measures them.
+// the limits cost a peek and a spend in the Limiter and no allocation for
+// an IPv4 client (the RateLimit value is written into the context object
+// the request gets anyway; an IPv6 client's /64 key costs one);
+// BenchmarkMiddlewareLimits in package keystore measures them.
 //
 // # Observing
 //

@@ -46,7 +46,7 @@ func (g *Guard) LimitByClientAddr(l Limit) func(http.Handler) http.Handler {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			addr, key := g.clientAddr(r)
+			addr, key := g.clientAddr(r, g.observer != nil)
 			if key == "" {
 				next.ServeHTTP(w, r)
 				return

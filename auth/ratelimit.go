@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // RateLimits configures the rate limits of a [Guard]; see [WithRateLimits]
@@ -189,8 +190,19 @@ func newLimitPolicy(l Limit) *limitPolicy {
 
 // value returns the RateLimit field value for d, in one allocation.
 func (p *limitPolicy) value(d Decision) string {
-	var buf [96]byte
-	b := append(buf[:0], p.prefix...)
+	var buf [rateLimitValueMax]byte
+	return string(p.appendValue(buf[:0], d))
+}
+
+// rateLimitValueMax bounds the length of a RateLimit field value: a quoted
+// policy name (at most 64 bytes, and a suffix such as ".sub") and two
+// 20-digit integers with their parameter names. A longer value would still
+// be right, in an allocation of its own.
+const rateLimitValueMax = 2 + 64 + 16 + len(";r=;t=") + 2*20
+
+// appendValue appends the RateLimit field value for d to b.
+func (p *limitPolicy) appendValue(b []byte, d Decision) []byte {
+	b = append(b, p.prefix...)
 	b = strconv.AppendInt(b, int64(d.Remaining), 10)
 	b = append(b, ";t="...)
 	t := d.Reset
@@ -202,8 +214,7 @@ func (p *limitPolicy) value(d Decision) string {
 		// interval has come back, Reset less the rest of the burst.
 		t = d.Reset - time.Duration(p.limit.MaxBurst()-1)*p.limit.Interval()
 	}
-	b = strconv.AppendInt(b, ceilSeconds(t), 10)
-	return string(b)
+	return strconv.AppendInt(b, ceilSeconds(t), 10)
 }
 
 // ceilSeconds returns d in whole seconds, rounded up; 0 for d <= 0.
@@ -387,7 +398,16 @@ func addHeaders(h http.Header, p *limitPolicy, d Decision) {
 // clientAddr returns r's client address and the key of its failure
 // budget: the address, or for IPv6 its /64 prefix. The key is "" when the
 // address is unknown.
-func (g *Guard) clientAddr(r *http.Request) (netip.Addr, string) {
+//
+// When needAddr is false (no Observer wants the address) and RemoteAddr is
+// a strictly formed "a.b.c.d:port", as net/http sets it for IPv4 clients,
+// only the key is returned, without parsing the address.
+func (g *Guard) clientAddr(r *http.Request, needAddr bool) (netip.Addr, string) {
+	if !needAddr && g.addrFunc == nil {
+		if host, ok := ipv4Host(r.RemoteAddr); ok {
+			return netip.Addr{}, host
+		}
+	}
 	if g.addrFunc != nil {
 		a := g.addrFunc(r)
 		return a, addrKey(a)
@@ -408,6 +428,53 @@ func (g *Guard) clientAddr(r *http.Request) (netip.Addr, string) {
 		return a, host
 	}
 	return a, addrKey(a)
+}
+
+// ipv4Host returns the host of hostport when hostport is an IPv4 address
+// in its canonical dotted-decimal form (four decimal octets up to 255,
+// without leading zeros) and a decimal port up to 65535: exactly the
+// strings on which [netip.ParseAddrPort] yields an IPv4 address whose text
+// is the host itself.
+func ipv4Host(hostport string) (string, bool) {
+	i := strings.LastIndexByte(hostport, ':')
+	if i < 0 || !validPort(hostport[i+1:]) {
+		return "", false
+	}
+	host := hostport[:i]
+	octets, n, digits := 0, 0, 0
+	for j := 0; j <= len(host); j++ {
+		if j == len(host) || host[j] == '.' {
+			if digits == 0 || n > 255 || (digits > 1 && host[j-digits] == '0') {
+				return "", false
+			}
+			octets++
+			n, digits = 0, 0
+			continue
+		}
+		c := host[j]
+		if c < '0' || c > '9' || digits == 3 {
+			return "", false
+		}
+		n = n*10 + int(c-'0')
+		digits++
+	}
+	return host, octets == 4
+}
+
+// validPort reports whether s is a decimal port number from 0 to 65535, as
+// [netip.ParseAddrPort] accepts it.
+func validPort(s string) bool {
+	if len(s) == 0 || len(s) > 5 {
+		return false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+		n = n*10 + int(s[i]-'0')
+	}
+	return n <= 65535
 }
 
 // addrKey returns the failure budget key of a: its canonical text for
@@ -432,10 +499,15 @@ func countsAsFailure(c *errorClass) bool {
 }
 
 // limitedContext is the context of a limited request: the Principal, and
-// the RateLimit header value, so that both take one allocation.
+// the RateLimit header field's value with the bytes behind it, so that
+// all of them take one allocation. The bytes are written once, before the
+// string is made, and never again.
 type limitedContext struct {
 	principalContext
 	rateLimit [1]string
+	// buf holds the value of a policy name of up to about 16 bytes, such
+	// as "access_token"; a longer value takes an allocation of its own.
+	buf [48]byte
 }
 
 // Limit returns middleware that enforces l, in addition to the Guard's
@@ -491,7 +563,7 @@ func (g *Guard) Limit(l Limit) func(http.Handler) http.Handler {
 			if !d.Allowed {
 				rerr := rateLimited(msgRateLimited, d)
 				if g.observer != nil {
-					a, _ := g.clientAddr(r)
+					a, _ := g.clientAddr(r, true)
 					e := principalEvent(EventRateLimited, p, a)
 					e.Status, e.Err, e.Time = http.StatusTooManyRequests, rerr, time.Now()
 					g.observer.Observe(r.Context(), e)
@@ -534,7 +606,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	var addr netip.Addr
 	var akey string
 	if obs != nil || (gl != nil && gl.failures != nil) {
-		addr, akey = g.clientAddr(r)
+		addr, akey = g.clientAddr(r, obs != nil)
 	}
 	ctx := r.Context()
 
@@ -599,7 +671,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 
 	// The principal's budget.
 	var pol *limitPolicy
-	var value string
+	var pd Decision
 	if gl != nil {
 		var lim Limit
 		var key string
@@ -618,7 +690,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 				g.refuse(w, r, obs, principalEvent(EventRateLimited, &p, addr), time.Time{}, rerr)
 				return nil
 			default:
-				value = pol.value(d)
+				pd = d
 			}
 		}
 	}
@@ -626,7 +698,8 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	var pctx context.Context
 	if pol != nil {
 		lc := &limitedContext{principalContext: principalContext{Context: ctx, p: p}}
-		lc.rateLimit[0] = value
+		v := pol.appendValue(lc.buf[:0], pd)
+		lc.rateLimit[0] = unsafe.String(unsafe.SliceData(v), len(v))
 		h := w.Header()
 		h["Ratelimit-Policy"] = pol.policy
 		h["Ratelimit"] = lc.rateLimit[:]
