@@ -2,7 +2,6 @@ package auth
 
 import (
 	"net/http"
-	"time"
 )
 
 // msgTooManyFromAddr is the message of a 429 from [Guard.LimitByClientAddr].
@@ -34,48 +33,9 @@ const msgTooManyFromAddr = "Too many requests from this address. Retry after the
 // programming error, found when the routes are built. The middleware is
 // safe for concurrent use.
 func (g *Guard) LimitByClientAddr(l Limit) func(http.Handler) http.Handler {
-	if err := l.Validate(); err != nil {
-		panic("auth: Guard.LimitByClientAddr: " + err.Error())
-	}
-	if !l.IsZero() && g.limits == nil {
-		panic("auth: Guard.LimitByClientAddr: the Guard has no Limiter; configure one with WithRateLimits")
-	}
-	pol := newLimitPolicy(l)
-	return func(next http.Handler) http.Handler {
-		if pol == nil {
-			return next
-		}
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return g.spendMiddleware("Guard.LimitByClientAddr", l, msgTooManyFromAddr,
+		func(r *http.Request, pol *limitPolicy) (budget, error) {
 			addr, key := g.clientAddr(r, g.observer != nil)
-			if key == "" {
-				next.ServeHTTP(w, r)
-				return
-			}
-			d, err := g.limits.limiter.Allow(r.Context(), key, pol.limit)
-			if err != nil {
-				if g.limiterFailed(r, pol.limit, err) {
-					g.failQuiet(w, r, limiterDown(err))
-					return
-				}
-				next.ServeHTTP(w, r)
-				return
-			}
-			addHeaders(w.Header(), pol, d)
-			if !d.Allowed {
-				rerr := rateLimited(msgTooManyFromAddr, d)
-				if g.observer != nil {
-					g.observer.Observe(r.Context(), Event{
-						Kind:       EventRateLimited,
-						Time:       time.Now(),
-						ClientAddr: addr,
-						Status:     http.StatusTooManyRequests,
-						Err:        rerr,
-					})
-				}
-				g.fail(w, r, rerr, "")
-				return
-			}
-			next.ServeHTTP(w, r)
+			return budget{lim: pol.limit, key: key, addr: addr}, nil
 		})
-	}
 }

@@ -525,11 +525,41 @@ type limitedContext struct {
 // Limiter ([WithRateLimits]): such a configuration is a programming
 // error, found when the routes are built.
 func (g *Guard) Limit(l Limit) func(http.Handler) http.Handler {
+	return g.spendMiddleware("Guard.Limit", l, msgRateLimited,
+		func(r *http.Request, pol *limitPolicy) (budget, error) {
+			p, ok := FromContext(r.Context())
+			if !ok {
+				return budget{}, errNoCredentials
+			}
+			b := budget{lim: pol.limit, key: p.KeyID, principal: p}
+			if b.key == "" {
+				b.lim, b.key = pol.subject, p.Subject
+			}
+			return b, nil
+		})
+}
+
+// budget is the budget a request spends from under a
+// [Guard.spendMiddleware]: key under lim ("" for a request that is not
+// limited), and what an [EventRateLimited] reports if it is refused: the
+// principal, or else the client address.
+type budget struct {
+	lim       Limit
+	key       string
+	principal *Principal
+	addr      netip.Addr
+}
+
+// spendMiddleware is the middleware of [Guard.Limit] and
+// [Guard.LimitByClientAddr], named by method in its panics: it spends one
+// request from the budget that find returns and answers 429 with msg when
+// that budget is spent.
+func (g *Guard) spendMiddleware(method string, l Limit, msg string, find func(*http.Request, *limitPolicy) (budget, error)) func(http.Handler) http.Handler {
 	if err := l.Validate(); err != nil {
-		panic("auth: Guard.Limit: " + err.Error())
+		panic("auth: " + method + ": " + err.Error())
 	}
 	if !l.IsZero() && g.limits == nil {
-		panic("auth: Guard.Limit: the Guard has no Limiter; configure one with WithRateLimits")
+		panic("auth: " + method + ": the Guard has no Limiter; configure one with WithRateLimits")
 	}
 	pol := newLimitPolicy(l)
 	return func(next http.Handler) http.Handler {
@@ -537,22 +567,18 @@ func (g *Guard) Limit(l Limit) func(http.Handler) http.Handler {
 			return next
 		}
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p, ok := FromContext(r.Context())
-			if !ok {
-				g.fail(w, r, errNoCredentials, "")
+			b, err := find(r, pol)
+			switch {
+			case err != nil:
+				g.fail(w, r, err, "")
 				return
-			}
-			lim, key := pol.limit, p.KeyID
-			if key == "" {
-				lim, key = pol.subject, p.Subject
-			}
-			if key == "" {
+			case b.key == "":
 				next.ServeHTTP(w, r)
 				return
 			}
-			d, err := g.limits.limiter.Allow(r.Context(), key, lim)
+			d, err := g.limits.limiter.Allow(r.Context(), b.key, b.lim)
 			if err != nil {
-				if g.limiterFailed(r, lim, err) {
+				if g.limiterFailed(r, b.lim, err) {
 					g.failQuiet(w, r, limiterDown(err))
 					return
 				}
@@ -561,10 +587,13 @@ func (g *Guard) Limit(l Limit) func(http.Handler) http.Handler {
 			}
 			addHeaders(w.Header(), pol, d)
 			if !d.Allowed {
-				rerr := rateLimited(msgRateLimited, d)
+				rerr := rateLimited(msg, d)
 				if g.observer != nil {
-					a, _ := g.clientAddr(r, true)
-					e := principalEvent(EventRateLimited, p, a)
+					e := Event{Kind: EventRateLimited, ClientAddr: b.addr}
+					if b.principal != nil {
+						a, _ := g.clientAddr(r, true)
+						e = principalEvent(EventRateLimited, b.principal, a)
+					}
 					e.Status, e.Err, e.Time = http.StatusTooManyRequests, rerr, time.Now()
 					g.observer.Observe(r.Context(), e)
 				}
