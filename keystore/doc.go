@@ -41,9 +41,20 @@
 //
 // A [Record] is what a store keeps about a key: its ID, project, name, hint,
 // digest, scopes, times and flags. [Store] is the interface a service
-// implements over its own database, with optional [Toucher] and [Disabler]
-// capabilities; [MemoryStore] is an in-memory implementation. Package
-// storetest (keystore/storetest) is the conformance suite every store
-// should pass. [Manager] issues, verifies, lists, revokes and rotates keys
-// over a Format, a Hasher and a Store.
+// implements over its own database, with optional [Toucher], [Disabler]
+// and [UsageWriter] capabilities; [MemoryStore] is an in-memory
+// implementation. Package storetest (keystore/storetest) is the
+// conformance suite every store should pass. [Manager] issues, verifies,
+// lists, revokes and rotates keys over a Format, a Hasher and a Store.
+//
+// # Caching, invalidation and usage
+//
+// A [CachedStore] in front of any store serves the request path from
+// memory; with [WithInvalidationFeed] it is kept right by a feed of
+// [Invalidation] messages (keystore/sqlstore's PostgreSQL LISTEN/NOTIFY, or
+// keystore/redisfeed's Redis pub/sub) and stops trusting its entries when
+// the feed is down. A [UsageRecorder], given to the auth Guard as an
+// Observer, counts requests per key in memory and writes them to a
+// [UsageWriter] in batches, so that store writes stay bounded however many
+// requests arrive.
 package keystore
