@@ -37,6 +37,15 @@ type RateLimits struct {
 	// brute-force flood costs neither hashing nor a store lookup. IPv6
 	// addresses are grouped by /64. The zero Limit means no limit.
 	Failures Limit
+	// CredentialFailures limits failed authentications per credential,
+	// whatever the address: a credential that has failed this often (a
+	// revoked or guessed key replayed by many machines) is answered 429
+	// after it is read but before it is hashed or looked up. A credential
+	// is known by its last [CredentialFailureKeyLen] characters, never by
+	// a hash of it. A valid key is not affected by other credentials'
+	// failures unless they end in the same characters, which no hint or
+	// log shows. The zero Limit means no limit.
+	CredentialFailures Limit
 	// FailClosed makes the Guard answer 503 when the Limiter fails. By
 	// default (false) the Guard fails open: the request proceeds as if
 	// it were not limited, and the failure is logged at most once every
@@ -50,6 +59,8 @@ type RateLimits struct {
 //	access tokens   1,200 a minute per key ("access_token"), bursts of 1,200
 //	failures           20 a minute per client address ("auth_failures"),
 //	                   bursts of 20
+//	                   10 a minute per credential ("credential_failures"),
+//	                   bursts of 10
 //
 // failing open. Twenty failures a minute is well above what a client with
 // a mistyped key produces, and caps a brute-force attempt from one address
@@ -60,7 +71,22 @@ func DefaultRateLimits(l Limiter) RateLimits {
 		APIKey:      PerMinute("api_key", 600),
 		AccessToken: PerMinute("access_token", 1200),
 		Failures:    PerMinute("auth_failures", 20),
+
+		CredentialFailures: PerMinute("credential_failures", 10),
 	}
+}
+
+// CredentialFailureKeyLen is how many characters, from its end, identify a
+// credential for [RateLimits.CredentialFailures]: 16 characters of a
+// keygate API key hold 60 random bits besides its checksum, more than any
+// hint shows.
+const CredentialFailureKeyLen = 16
+
+// credentialKey returns the budget key of cred for
+// RateLimits.CredentialFailures: its last CredentialFailureKeyLen
+// characters. It shares cred's memory; clone it before keeping it.
+func credentialKey(cred string) string {
+	return cred[max(0, len(cred)-CredentialFailureKeyLen):]
 }
 
 // WithRateLimits makes the Guard's middleware ([Guard.Middleware],
@@ -155,6 +181,7 @@ type guardLimits struct {
 	apiKey      *limitPolicy // nil: not limited
 	accessToken *limitPolicy
 	failures    *limitPolicy
+	credentials *limitPolicy // RateLimits.CredentialFailures
 	failClosed  bool
 	overrides   policyCache // policies of Principal.RateLimit
 	logged      logLimiter
@@ -227,21 +254,31 @@ func ceilSeconds(d time.Duration) int64 {
 
 func newGuardLimits(rl RateLimits) (*guardLimits, error) {
 	var errs []error
-	for _, l := range []struct {
+	fields := []struct {
 		field string
 		limit Limit
-	}{{"APIKey", rl.APIKey}, {"AccessToken", rl.AccessToken}, {"Failures", rl.Failures}} {
+	}{{"APIKey", rl.APIKey}, {"AccessToken", rl.AccessToken}, {"Failures", rl.Failures}, {"CredentialFailures", rl.CredentialFailures}}
+	limited := false
+	for _, l := range fields {
 		if err := l.limit.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("auth: WithRateLimits: %s: %w", l.field, err))
 		}
+		limited = limited || !l.limit.IsZero()
 	}
-	if rl.Limiter == nil && (!rl.APIKey.IsZero() || !rl.AccessToken.IsZero() || !rl.Failures.IsZero()) {
+	if rl.Limiter == nil && limited {
 		errs = append(errs, errors.New("auth: WithRateLimits: limits need a Limiter"))
 	}
-	if !rl.Failures.IsZero() {
-		f := rl.Failures.PolicyName()
-		if (!rl.APIKey.IsZero() && rl.APIKey.PolicyName() == f) || (!rl.AccessToken.IsZero() && rl.AccessToken.PolicyName() == f) {
-			errs = append(errs, fmt.Errorf("auth: WithRateLimits: Failures shares the name %q with a principal's limit", f))
+	// A failure budget keeps its name to itself: shared with another
+	// limit, one budget would be spent by both.
+	for i, f := range fields[2:] {
+		if f.limit.IsZero() {
+			continue
+		}
+		for j, o := range fields {
+			if j != i+2 && !o.limit.IsZero() && o.limit.PolicyName() == f.limit.PolicyName() {
+				errs = append(errs, fmt.Errorf("auth: WithRateLimits: %s shares the name %q with %s", f.field, f.limit.PolicyName(), o.field))
+				break
+			}
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -255,6 +292,7 @@ func newGuardLimits(rl RateLimits) (*guardLimits, error) {
 		apiKey:      newLimitPolicy(rl.APIKey),
 		accessToken: newLimitPolicy(rl.AccessToken),
 		failures:    newLimitPolicy(rl.Failures),
+		credentials: newLimitPolicy(rl.CredentialFailures),
 		failClosed:  rl.FailClosed,
 	}, nil
 }
@@ -373,6 +411,8 @@ func limiterDown(err error) error {
 const (
 	msgRateLimited    = "Too many requests for this credential. Retry after the number of seconds in the Retry-After header."
 	msgTooManyFailure = "Too many failed authentication attempts from this address. Retry after the number of seconds in the Retry-After header."
+
+	msgTooManyCredentialFailures = "This credential has failed too many times. Retry after the number of seconds in the Retry-After header."
 )
 
 func rateLimited(msg string, d Decision) *Error {
@@ -659,7 +699,34 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		}
 	}
 
-	p, cred, err := g.authenticate(r)
+	// The credential, then its own failure budget, before it is hashed
+	// or looked up.
+	cred, err := g.credential(r)
+	if err == nil && cred == "" {
+		err = errNoCredentials
+	}
+	var cd Decision
+	credChecked := false
+	if err == nil && gl != nil && gl.credentials != nil {
+		d, lerr := gl.limiter.Peek(ctx, credentialKey(cred), gl.credentials.limit)
+		switch {
+		case lerr != nil:
+			if g.limiterFailed(r, gl.credentials.limit, lerr) {
+				g.refuse(w, r, obs, Event{Kind: EventAuthFailed, ClientAddr: addr, Hint: mask(cred)}, start, limiterDown(lerr))
+				return nil
+			}
+		case !d.Allowed:
+			setHeaders(w.Header(), gl.credentials, d)
+			g.refuse(w, r, obs, Event{Kind: EventRateLimited, ClientAddr: addr, Hint: mask(cred)}, time.Time{}, rateLimited(msgTooManyCredentialFailures, d))
+			return nil
+		default:
+			cd, credChecked = d, true
+		}
+	}
+	var p Principal
+	if err == nil {
+		p, err = g.call(ctx, cred)
+	}
 	if err != nil {
 		if optional && err == errNoCredentials {
 			return r
@@ -668,8 +735,9 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 			err = redactMessage(err, cred)
 		}
 		c := classify(err)
+		failed := countsAsFailure(c)
 		if checked {
-			if countsAsFailure(c) {
+			if failed {
 				d, lerr := gl.limiter.Allow(ctx, akey, gl.failures.limit)
 				if lerr != nil {
 					g.limiterFailed(r, gl.failures.limit, lerr)
@@ -678,6 +746,19 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 				}
 			}
 			setHeaders(w.Header(), gl.failures, fd)
+		}
+		if credChecked {
+			if failed {
+				// Kept by the Limiter: a copy, not a slice of the
+				// request's header.
+				d, lerr := gl.limiter.Allow(ctx, strings.Clone(credentialKey(cred)), gl.credentials.limit)
+				if lerr != nil {
+					g.limiterFailed(r, gl.credentials.limit, lerr)
+				} else {
+					cd = d
+				}
+			}
+			addHeaders(w.Header(), gl.credentials, cd)
 		}
 		if obs != nil {
 			e := Event{Kind: EventAuthFailed, ClientAddr: addr, Err: err, Status: c.status}

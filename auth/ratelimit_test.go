@@ -751,3 +751,95 @@ func BenchmarkGuardLimits(b *testing.B) {
 		})
 	}
 }
+
+// TestCredentialFailures: one bad credential replayed from many addresses
+// is refused, once its own failure budget is spent, before the
+// Authenticator sees it; other credentials, bad or good, are not affected.
+func TestCredentialFailures(t *testing.T) {
+	t.Parallel()
+	l, clock := newTestLimiter(t)
+	limits := testLimits(l)
+	limits.CredentialFailures = PerMinute("credential_failures", 3)
+	authn := keyAuth(nil)
+	h := mustNew(t, authn, WithRateLimits(limits)).Middleware(okHandler())
+	const replayed = "halfred_ReplayedRevokedKey0000000000"
+	addr := func(i int) string { return fmt.Sprintf("198.51.100.%d:443", i) }
+	policy := `"credential_failures";q=3;w=60`
+
+	type step struct {
+		addr, cred  string
+		status      int
+		authnCalled bool
+		limit       string // the credential budget's RateLimit member; "" for none
+	}
+	steps := []step{
+		{addr(1), replayed, 401, true, `"credential_failures";r=2;t=20`},
+		{addr(2), replayed, 401, true, `"credential_failures";r=1;t=40`},
+		{addr(3), replayed, 401, true, `"credential_failures";r=0;t=20`},
+		{addr(4), replayed, 429, false, `"credential_failures";r=0;t=20`}, // a new address: the credential is spent
+		{addr(5), replayed, 429, false, `"credential_failures";r=0;t=20`},
+		{addr(6), "halfred_AnotherGuessedKey00000000000", 401, true, `"credential_failures";r=2;t=20`},
+		{addr(4), goodKey, 200, true, ""}, // the valid key: its own budgets only
+	}
+	for i, s := range steps {
+		before := authn.calls.Load()
+		rec := serve(h, limitedRequest(s.addr, s.cred))
+		what := fmt.Sprintf("step %d (%s, %q)", i, s.addr, s.cred)
+		if rec.Code != s.status {
+			t.Fatalf("%s: status %d, want %d (%s)", what, rec.Code, s.status, rec.Body)
+		}
+		if called := authn.calls.Load() != before; called != s.authnCalled {
+			t.Errorf("%s: Authenticator called %v, want %v", what, called, s.authnCalled)
+		}
+		pol, lim := rateHeaders(rec)
+		if s.limit == "" {
+			if slices.Contains(pol, policy) {
+				t.Errorf("%s: RateLimit-Policy %q names the credential budget", what, pol)
+			}
+			continue
+		}
+		if !slices.Contains(pol, policy) || !slices.Contains(lim, s.limit) {
+			t.Errorf("%s: RateLimit-Policy %q, RateLimit %q; want %q and %q among them", what, pol, lim, policy, s.limit)
+		}
+		if s.status == 429 {
+			if !strings.Contains(rec.Body.String(), msgTooManyCredentialFailures) || rec.Header().Get("Retry-After") != "20" {
+				t.Errorf("%s: 429 body %s, Retry-After %q", what, rec.Body, rec.Header().Get("Retry-After"))
+			}
+			if strings.Contains(rec.Body.String(), replayed) {
+				t.Errorf("%s: the body echoes the credential", what)
+			}
+		}
+	}
+	// A minute on, the budget is full again.
+	clock.Advance(time.Minute)
+	if rec := serve(h, limitedRequest(addr(7), replayed)); rec.Code != 401 {
+		t.Errorf("a minute later: status %d, want 401", rec.Code)
+	}
+}
+
+func TestRateLimitsNames(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	for _, tc := range []struct {
+		name   string
+		mutate func(*RateLimits)
+		ok     bool
+	}{
+		{"defaults", func(*RateLimits) {}, true},
+		{"credential failures named as the address failures", func(rl *RateLimits) { rl.CredentialFailures.Name = "auth_failures" }, false},
+		{"credential failures named as API keys", func(rl *RateLimits) { rl.CredentialFailures.Name = "api_key" }, false},
+		{"address failures named as access tokens", func(rl *RateLimits) { rl.Failures.Name = "access_token" }, false},
+		{"API keys and tokens may share a name", func(rl *RateLimits) { rl.AccessToken.Name = "api_key" }, true},
+		{"a zero credential limit may have any name", func(rl *RateLimits) { rl.CredentialFailures = Limit{Name: "api_key"} }, true},
+		{"invalid credential limit", func(rl *RateLimits) { rl.CredentialFailures.Name = "no spaces" }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rl := DefaultRateLimits(l)
+			tc.mutate(&rl)
+			_, err := New(keyAuth(nil), WithRateLimits(rl))
+			if (err == nil) != tc.ok {
+				t.Fatalf("New: %v, want ok %v", err, tc.ok)
+			}
+		})
+	}
+}

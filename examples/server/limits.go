@@ -14,6 +14,7 @@ const (
 	limitAPIKey      = "api_key"
 	limitAccessToken = "access_token"
 	limitFailures    = "auth_failures"
+	limitCredFails   = "credential_failures"
 	limitExchange    = "token_exchange"
 	limitRefresh     = "token_refresh"
 )
@@ -23,6 +24,7 @@ const (
 	defaultLimitAPIKey      = 600
 	defaultLimitAccessToken = 1200
 	defaultLimitFailures    = 20
+	defaultLimitCredFails   = 10
 	defaultLimitExchange    = 10
 	defaultLimitRefresh     = 60
 )
@@ -40,6 +42,10 @@ type rateLimits struct {
 	// address; once spent, the address is refused before its
 	// credential is read.
 	failures int
+	// credentialFailures limits the failed authentications of each
+	// credential, from any address; once spent, the credential is
+	// refused before it is hashed or looked up.
+	credentialFailures int
 	// exchange limits each API key's POST /v1/auth/token, on top of
 	// apiKey.
 	exchange int
@@ -64,6 +70,7 @@ func (l rateLimits) validate() error {
 		{"-rate-limit-keys", l.apiKey},
 		{"-rate-limit-tokens", l.accessToken},
 		{"-rate-limit-failures", l.failures},
+		{"-rate-limit-credential-failures", l.credentialFailures},
 		{"-rate-limit-exchange", l.exchange},
 		{"-rate-limit-refresh", l.refresh},
 	} {
@@ -96,6 +103,8 @@ func (l rateLimits) guardLimits(limiter auth.Limiter) auth.RateLimits {
 		AccessToken: perMinute(limitAccessToken, l.accessToken),
 		Failures:    perMinute(limitFailures, l.failures),
 		FailClosed:  l.failClosed,
+
+		CredentialFailures: perMinute(limitCredFails, l.credentialFailures),
 	}
 }
 

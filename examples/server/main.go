@@ -58,6 +58,9 @@
 //	                        together (default 1200)
 //	-rate-limit-failures N  failed authentications a minute per client address
 //	                        (default 20; IPv6 per /64)
+//	-rate-limit-credential-failures N
+//	                        failed authentications a minute per credential, from
+//	                        any address (default 10)
 //	-rate-limit-exchange N  POST /v1/auth/token a minute per API key (default 10)
 //	-rate-limit-refresh N   POST /v1/auth/refresh a minute per client address
 //	                        (default 60)
@@ -164,7 +167,10 @@
 // and per client address for failed authentications (-rate-limit-failures:
 // once an address has spent its budget, its requests are refused before
 // their credential is even read, so a brute-force flood costs neither
-// hashing nor a store lookup). POST /v1/auth/token has a stricter limit
+// hashing nor a store lookup), and per credential for failed
+// authentications from any address (-rate-limit-credential-failures: a
+// revoked or guessed key replayed by many machines is refused before it is
+// hashed). POST /v1/auth/token has a stricter limit
 // per key on top (-rate-limit-exchange), and POST /v1/auth/refresh, which
 // takes no credential header, one per client address
 // (-rate-limit-refresh). The client address is the TCP peer's address:
@@ -180,7 +186,7 @@
 //	RateLimit: "api_key";r=599;t=1
 //
 // The limit names are api_key, access_token, auth_failures,
-// token_exchange and token_refresh. Budgets are kept in memory, per
+// credential_failures, token_exchange and token_refresh. Budgets are kept in memory, per
 // instance, or with -redis in Redis, where every instance given the same
 // -redis and -redis-prefix shares them. If the limiter fails (Redis down
 // or slower than 100 ms), the request proceeds unlimited and the failure
@@ -474,6 +480,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	fs.StringVar(&f.logFormat, "log-format", "json", "log `format` on standard error, audit records included: json or text")
 	fs.IntVar(&f.limits.apiKey, "rate-limit-keys", defaultLimitAPIKey, "requests a minute per API key (`N`, in bursts of up to N); 0: no limit.\nA key's own \"rate_limit\" replaces it")
 	fs.IntVar(&f.limits.accessToken, "rate-limit-tokens", defaultLimitAccessToken, "requests a minute of the access tokens of each API key (`N`, together); 0: no limit")
+	fs.IntVar(&f.limits.credentialFailures, "rate-limit-credential-failures", defaultLimitCredFails, "failed authentications a minute per credential (`N`), from any address; once spent,\nthe credential is refused with 429 before it is hashed or looked up; 0: no limit")
 	fs.IntVar(&f.limits.failures, "rate-limit-failures", defaultLimitFailures, "failed authentications a minute per client address (`N`; IPv6 per /64); once spent,\nthe address is refused with 429 before its credential is checked; 0: no limit")
 	fs.IntVar(&f.limits.exchange, "rate-limit-exchange", defaultLimitExchange, "POST /v1/auth/token a minute per API key (`N`), on top of -rate-limit-keys; 0: no limit")
 	fs.IntVar(&f.limits.refresh, "rate-limit-refresh", defaultLimitRefresh, "POST /v1/auth/refresh a minute per client address (`N`); 0: no limit")

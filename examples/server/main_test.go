@@ -541,7 +541,7 @@ func TestBinary(t *testing.T) {
 		}
 		for _, want := range []string{"-addr", "-prefix", "-db", "-postgres", "-pepper-env", "survive a restart", "/v1/chat/completions",
 			"-trust-jwks", "-trust-issuer", "-trust-audience", "/v1/auth/token", "/v1/auth/refresh", "/v1/auth/revoke", "/.well-known/jwks.json",
-			"-rate-limit-keys", "-rate-limit-tokens", "-rate-limit-failures", "-rate-limit-exchange", "-rate-limit-refresh",
+			"-rate-limit-keys", "-rate-limit-tokens", "-rate-limit-failures", "-rate-limit-credential-failures", "-rate-limit-exchange", "-rate-limit-refresh",
 			"-rate-limit-fail-closed", "-redis", "-redis-prefix", "KEYGATE_REDIS_PASSWORD", "-feed", "-usage-interval", "-metrics",
 			"-log-format", "rate_limit", "usage_count"} {
 			if !strings.Contains(string(out), want) {

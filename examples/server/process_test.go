@@ -87,7 +87,7 @@ type proc struct {
 // server as fast as they can (every revoked credential they poll is a
 // failed authentication from 127.0.0.1) and measure something else.
 var noRateLimits = []string{
-	"-rate-limit-keys", "0", "-rate-limit-tokens", "0", "-rate-limit-failures", "0",
+	"-rate-limit-keys", "0", "-rate-limit-tokens", "0", "-rate-limit-failures", "0", "-rate-limit-credential-failures", "0",
 	"-rate-limit-exchange", "0", "-rate-limit-refresh", "0",
 }
 
