@@ -56,15 +56,7 @@ func TestRedisSharedBudget(t *testing.T) {
 	t.Parallel()
 	args := []string{"-addr", "127.0.0.1:0", "-postgres", postgresDSN(t),
 		"-redis", redisAddr(t), "-redis-prefix", redisPrefix(t), "-rate-limit-keys", "4"}
-	a := startRun(t, nil, args...)
-	m := keyLine("halfred").FindStringSubmatch(a.stdout.String())
-	if m == nil {
-		t.Fatalf("instance A: stdout = %q", a.stdout)
-	}
-	key := m[1]
-	b := startRun(t, nil, args...)
-	defer stopRun(t, b)
-	defer stopRun(t, a)
+	a, b, key := startPair(t, args...)
 	if !strings.Contains(a.stderr.String(), "in Redis: shared by every instance") {
 		t.Errorf("A does not say its budgets are in Redis:\n%s", a.stderr)
 	}
@@ -119,15 +111,7 @@ func TestRedisFeedRevocation(t *testing.T) {
 	t.Parallel()
 	args := append([]string{"-addr", "127.0.0.1:0", "-postgres", postgresDSN(t),
 		"-redis", redisAddr(t), "-redis-prefix", redisPrefix(t), "-feed", "redis"}, noRateLimits...)
-	a := startRun(t, nil, args...)
-	m := keyLine("halfred").FindStringSubmatch(a.stdout.String())
-	if m == nil {
-		t.Fatalf("instance A: stdout = %q", a.stdout)
-	}
-	admin := m[1]
-	b := startRun(t, nil, args...)
-	defer stopRun(t, b)
-	defer stopRun(t, a)
+	a, b, admin := startPair(t, args...)
 	for _, s := range []*started{a, b} {
 		if stderr := s.stderr.String(); !strings.Contains(stderr, "through Redis pub/sub (-feed redis)") || strings.Contains(stderr, "LISTEN/NOTIFY (-feed postgres)") {
 			t.Fatalf("the instance does not use the Redis feed:\n%s", stderr)

@@ -424,15 +424,7 @@ func TestSigningKeyShared(t *testing.T) {
 			if tt.shared {
 				args = append(args, "-signing-key", filepath.Join(t.TempDir(), "shared.pem"))
 			}
-			a := startRun(t, nil, args...)
-			m := keyLine("halfred").FindStringSubmatch(a.stdout.String())
-			if m == nil {
-				t.Fatalf("instance A: stdout = %q", a.stdout)
-			}
-			admin := m[1]
-			b := startRun(t, nil, args...)
-			defer stopRun(t, b)
-			defer stopRun(t, a)
+			a, b, admin := startPair(t, args...)
 
 			fromA, fromB := accessToken(t, a.addr, admin), accessToken(t, b.addr, admin)
 			want := http.StatusUnauthorized

@@ -80,6 +80,25 @@ func TestRestart(t *testing.T) {
 	}
 }
 
+// startPair starts two instances, A and B, with the same args (which
+// should name one shared store), and returns them with the key A printed
+// at its start; both are stopped, B first, when t ends.
+func startPair(t *testing.T, args ...string) (a, b *started, key string) {
+	t.Helper()
+	a = startRun(t, nil, args...)
+	m := keyLine("halfred").FindStringSubmatch(a.stdout.String())
+	if m == nil {
+		stopRun(t, a)
+		t.Fatalf("instance A: stdout = %q, want \"API key: halfred_…\"", a.stdout)
+	}
+	b = startRun(t, nil, args...)
+	t.Cleanup(func() {
+		stopRun(t, b)
+		stopRun(t, a)
+	})
+	return a, b, m[1]
+}
+
 // stopRun cancels a started server and checks that run returns nil.
 func stopRun(t *testing.T, s *started) {
 	t.Helper()
@@ -159,15 +178,7 @@ func TestTwoInstancesRevoke(t *testing.T) {
 	t.Parallel()
 	dsn := postgresDSN(t)
 	args := append([]string{"-addr", "127.0.0.1:0", "-postgres", dsn}, noRateLimits...)
-	a := startRun(t, nil, args...)
-	m := keyLine("halfred").FindStringSubmatch(a.stdout.String())
-	if m == nil {
-		t.Fatalf("instance A: stdout = %q, want \"API key: halfred_…\"", a.stdout)
-	}
-	admin := m[1]
-	b := startRun(t, nil, args...)
-	defer stopRun(t, b)
-	defer stopRun(t, a)
+	a, b, admin := startPair(t, args...)
 
 	const trials = 20
 	var lat []time.Duration
