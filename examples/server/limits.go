@@ -83,7 +83,7 @@ func (l rateLimits) validate() error {
 
 // any reports whether any limit is set, so that a limiter is needed.
 func (l rateLimits) any() bool {
-	return l.apiKey > 0 || l.accessToken > 0 || l.failures > 0 || l.exchange > 0 || l.refresh > 0
+	return l.apiKey > 0 || l.accessToken > 0 || l.failures > 0 || l.credentialFailures > 0 || l.exchange > 0 || l.refresh > 0
 }
 
 // perMinute returns the Limit of n requests a minute named name, or the

@@ -121,6 +121,7 @@ func logLimits(logger *slog.Logger, l rateLimits, shared bool) {
 	}
 	logger.Info("rate limits a minute (0: none)",
 		slog.Int("api_key", l.apiKey), slog.Int("access_token", l.accessToken),
-		slog.Int("auth_failures", l.failures), slog.Int("token_exchange", l.exchange),
+		slog.Int("auth_failures", l.failures), slog.Int("credential_failures", l.credentialFailures),
+		slog.Int("token_exchange", l.exchange),
 		slog.Int("token_refresh", l.refresh), slog.String("budgets", where), slog.String("policy", policy))
 }
