@@ -544,8 +544,13 @@ func (c *CachedStore) Invalidate(id string, d Digest) { c.invalidate(id, d) }
 // reconnects, since it may have missed messages while it was away.
 func (c *CachedStore) InvalidateAll() {
 	c.gen.Add(1)
-	c.pos.clear()
+	// The index first: a load that starts after the generation changed
+	// may cache its record and index it in between, and clearing the
+	// index after the records would leave that record unindexed, out of
+	// reach of an invalidation by ID. An index entry left pointing at
+	// nothing is harmless.
 	c.index.clear()
+	c.pos.clear()
 	c.negD.clear()
 	c.negID.clear()
 }
@@ -640,30 +645,24 @@ func (c *CachedStore) Touch(ctx context.Context, id string, at time.Time) error 
 }
 
 // RecordUsage implements [UsageWriter] when the store does; otherwise it
-// returns an error matching [errors.ErrUnsupported]. Cached records get
-// the batch applied in place (counts added, the later time and its client
-// address kept), as the store applies it, so they show this cache's own
-// usage writes at once; store reads that overlap the write are not cached,
-// so no increment is counted twice. Usage written by other instances is
-// seen within the positive TTL. If the store fails, the batch's records
-// are dropped from the cache, since the write may have happened.
+// returns an error matching [errors.ErrUnsupported]. Once the store has
+// written the batch, cached records get it applied in place (counts added,
+// the later time and its client address kept), as the store applies it,
+// so they show this cache's own usage writes at once; usage written by
+// other instances is seen within the positive TTL.
+//
+// Usage fields are for display: they never decide whether a key is valid.
+// So a usage write does not hold up the cache (caching and shared store
+// calls go on for every key while a batch is written), at a small price:
+// a record read from the store while the batch is being written may show
+// that batch's counts once too few or once too many, until it expires. If
+// the store fails, cached records are left as they are.
 func (c *CachedStore) RecordUsage(ctx context.Context, batch []Usage) error {
 	w, ok := c.store.(UsageWriter)
 	if !ok {
 		return fmt.Errorf("keystore: store %T cannot record usage: %w", c.store, errors.ErrUnsupported)
 	}
-	if len(batch) == 0 {
-		return w.RecordUsage(ctx, batch)
-	}
-	c.writing.Add(1)
-	defer func() {
-		c.gen.Add(1) // reads that overlapped the write are not cached
-		c.writing.Add(-1)
-	}()
 	if err := w.RecordUsage(ctx, batch); err != nil {
-		for _, u := range batch {
-			c.invalidate(u.KeyID, Digest{})
-		}
 		return err
 	}
 	for _, u := range batch {
