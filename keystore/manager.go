@@ -456,11 +456,18 @@ func (m *Manager) List(ctx context.Context, project string) ([]Record, error) {
 // returns is this call's (to the microsecond, the precision stores keep).
 // Revoking a key that was already revoked reports nothing, so the audit
 // log holds one revocation per key; revoking a key that a rotation left
-// working for a grace period is a revocation, and is reported.
+// working for a grace period is a revocation, and is reported. So is a
+// revocation the store wrote but returned an error for, with the record
+// (such as keystore/redisfeed's ErrNotPublished).
 func (m *Manager) Revoke(ctx context.Context, id string) (Record, error) {
 	now := m.now()
 	rec, err := m.store.Revoke(ctx, id, now)
-	if err == nil && m.observer != nil && sameInstant(rec.RevokedAt, now) {
+	// A store may return the record with an error when the revocation is
+	// written but something after it failed (keystore/redisfeed's
+	// ErrNotPublished: other instances were not told). The key is revoked
+	// all the same, and a retry would find it revoked already: report it
+	// now or never.
+	if rec.ID != "" && m.observer != nil && sameInstant(rec.RevokedAt, now) {
 		m.observer.Observe(ctx, auth.Event{Kind: auth.EventKeyRevoked, Time: now, KeyID: rec.ID, Project: rec.Project})
 	}
 	return rec, err

@@ -267,3 +267,52 @@ func TestManagerWithoutObserver(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// unannouncedStore revokes, then fails as keystore/redisfeed does when it
+// cannot publish: the record and an error.
+type unannouncedStore struct{ *keystore.MemoryStore }
+
+var errNotAnnounced = errors.New("written, but other instances were not told")
+
+func (s unannouncedStore) Revoke(ctx context.Context, id string, at time.Time) (keystore.Record, error) {
+	r, err := s.MemoryStore.Revoke(ctx, id, at)
+	if err != nil {
+		return r, err
+	}
+	return r, errNotAnnounced
+}
+
+// TestManagerEventsRevokeWrittenWithError: a revocation the store wrote
+// but returned an error for is reported once, by that call; the retry the
+// error asks for finds the key revoked already and reports nothing.
+func TestManagerEventsRevokeWrittenWithError(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	log := &eventLog{}
+	clock := newClock()
+	m := newManager(t, unannouncedStore{keystore.NewMemoryStore()}, clock, keystore.WithObserver(log))
+	_, rec, err := m.Issue(ctx, keystore.KeySpec{Project: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.take()
+	if _, err := m.Revoke(ctx, rec.ID); !errors.Is(err, errNotAnnounced) {
+		t.Fatalf("Revoke = %v, want the store's error", err)
+	}
+	got := log.take()
+	if len(got) != 1 || got[0].Kind != auth.EventKeyRevoked || got[0].KeyID != rec.ID {
+		t.Fatalf("events %+v, want one key.revoked for %s", got, rec.ID)
+	}
+	clock.Advance(time.Second)
+	m.Revoke(ctx, rec.ID) // the retry
+	if got := log.take(); len(got) != 0 {
+		t.Fatalf("the retry reported %+v", got)
+	}
+	// A store error without a record reports nothing.
+	if _, err := m.Revoke(ctx, "key_unknown"); err == nil {
+		t.Fatal("Revoke of an unknown key succeeded")
+	}
+	if got := log.take(); len(got) != 0 {
+		t.Fatalf("a failed Revoke reported %+v", got)
+	}
+}
