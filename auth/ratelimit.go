@@ -41,10 +41,12 @@ type RateLimits struct {
 	// whatever the address: a credential that has failed this often (a
 	// revoked or guessed key replayed by many machines) is answered 429
 	// after it is read but before it is hashed or looked up. A credential
-	// is known by its last [CredentialFailureKeyLen] characters, never by
-	// a hash of it. A valid key is not affected by other credentials'
-	// failures unless they end in the same characters, which no hint or
-	// log shows. The zero Limit means no limit.
+	// is known by a 64-bit FNV-1a hash of it, never by any of its
+	// characters (the last characters of a keygate key are a checksum of
+	// the rest: a suffix would give away much of the key to wherever the
+	// budgets are kept). A valid key is not affected by other credentials'
+	// failures unless their hashes collide, which an attacker cannot aim
+	// for without the key. The zero Limit means no limit.
 	CredentialFailures Limit
 	// FailClosed makes the Guard answer 503 when the Limiter fails. By
 	// default (false) the Guard fails open: the request proceeds as if
@@ -76,17 +78,24 @@ func DefaultRateLimits(l Limiter) RateLimits {
 	}
 }
 
-// CredentialFailureKeyLen is how many characters, from its end, identify a
-// credential for [RateLimits.CredentialFailures]: 16 characters of a
-// keygate API key hold 60 random bits besides its checksum, more than any
-// hint shows.
-const CredentialFailureKeyLen = 16
-
 // credentialKey returns the budget key of cred for
-// RateLimits.CredentialFailures: its last CredentialFailureKeyLen
-// characters. It shares cred's memory; clone it before keeping it.
+// RateLimits.CredentialFailures: a 64-bit FNV-1a hash of it, in
+// hexadecimal. Not a cryptographic hash, and it need not be one: the
+// budget key of a credential of 131 random bits gives away 64 bits of it
+// at most, and finding a credential with the same key needs the key.
 func credentialKey(cred string) string {
-	return cred[max(0, len(cred)-CredentialFailureKeyLen):]
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(cred); i++ {
+		h ^= uint64(cred[i])
+		h *= 1099511628211
+	}
+	var b [16]byte
+	const digits = "0123456789abcdef"
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = digits[h&15]
+		h >>= 4
+	}
+	return string(b[:])
 }
 
 // WithRateLimits makes the Guard's middleware ([Guard.Middleware],
@@ -706,9 +715,11 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		err = errNoCredentials
 	}
 	var cd Decision
+	var ckey string
 	credChecked := false
 	if err == nil && gl != nil && gl.credentials != nil {
-		d, lerr := gl.limiter.Peek(ctx, credentialKey(cred), gl.credentials.limit)
+		ckey = credentialKey(cred)
+		d, lerr := gl.limiter.Peek(ctx, ckey, gl.credentials.limit)
 		switch {
 		case lerr != nil:
 			if g.limiterFailed(r, gl.credentials.limit, lerr) {
@@ -749,9 +760,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		}
 		if credChecked {
 			if failed {
-				// Kept by the Limiter: a copy, not a slice of the
-				// request's header.
-				d, lerr := gl.limiter.Allow(ctx, strings.Clone(credentialKey(cred)), gl.credentials.limit)
+				d, lerr := gl.limiter.Allow(ctx, ckey, gl.credentials.limit)
 				if lerr != nil {
 					g.limiterFailed(r, gl.credentials.limit, lerr)
 				} else {

@@ -617,8 +617,9 @@ func TestObserverEvents(t *testing.T) {
 }
 
 // TestObserverAllocs: a no-op Observer adds no allocation to the success
-// path, and neither do rate limits for an IPv4 client: the RateLimit
-// value lives in the context object the success path allocates anyway.
+// path, and rate limits add one for an IPv4 client: the per-credential
+// failure budget's key. The RateLimit value lives in the context object
+// the success path allocates anyway.
 func TestObserverAllocs(t *testing.T) {
 	nop := ObserverFunc(func(context.Context, Event) {})
 	l, err := NewMemoryLimiter()
@@ -637,16 +638,21 @@ func TestObserverAllocs(t *testing.T) {
 	if got := measure(WithObserver(nop)); got != base {
 		t.Errorf("with a no-op Observer: %v allocations, without %v", got, base)
 	}
-	if got := measure(WithRateLimits(rl)); got != base {
-		t.Errorf("with rate limits: %v allocations, without %v", got, base)
-	}
-	if got := measure(WithRateLimits(rl), WithObserver(nop)); got != base {
-		t.Errorf("with rate limits and an Observer: %v allocations, without %v", got, base)
-	}
-	// An IPv6 client costs one: its /64 key.
-	r = limitedRequest("[2001:db8::1]:1234", goodKey)
 	if got := measure(WithRateLimits(rl)); got != base+1 {
-		t.Errorf("with rate limits, IPv6: %v allocations, without %v; want one more", got, base)
+		t.Errorf("with rate limits: %v allocations, without %v; want one more", got, base)
+	}
+	if got := measure(WithRateLimits(rl), WithObserver(nop)); got != base+1 {
+		t.Errorf("with rate limits and an Observer: %v allocations, without %v; want one more", got, base)
+	}
+	noCred := rl
+	noCred.CredentialFailures = Limit{}
+	if got := measure(WithRateLimits(noCred)); got != base {
+		t.Errorf("with rate limits but no credential budget: %v allocations, without %v", got, base)
+	}
+	// An IPv6 client costs one more: its /64 key.
+	r = limitedRequest("[2001:db8::1]:1234", goodKey)
+	if got := measure(WithRateLimits(rl)); got != base+2 {
+		t.Errorf("with rate limits, IPv6: %v allocations, without %v; want two more", got, base)
 	}
 }
 
@@ -841,5 +847,27 @@ func TestRateLimitsNames(t *testing.T) {
 				t.Fatalf("New: %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestCredentialKey: the per-credential budget key is a hash of the whole
+// credential, never a piece of it: two credentials that share their last
+// characters (a keygate key's checksum is its last six) get different
+// budgets, and the key shows none of the credential's text.
+func TestCredentialKey(t *testing.T) {
+	t.Parallel()
+	a := "halfred_AAAAAAAAAAAAAAAAAAAAAAsame16charsuffix"
+	b := "halfred_BBBBBBBBBBBBBBBBBBBBBBsame16charsuffix"
+	ka, kb := credentialKey(a), credentialKey(b)
+	if ka == kb {
+		t.Errorf("credentials with the same suffix share the budget key %q", ka)
+	}
+	if credentialKey(a) != ka || len(ka) != 16 {
+		t.Errorf("credentialKey is not a stable 16-character key: %q, %q", ka, credentialKey(a))
+	}
+	for _, k := range []string{ka, kb} {
+		if strings.Contains(a, k[:8]) || strings.Contains(b, k[:8]) || strings.Contains(k, "suffix") {
+			t.Errorf("budget key %q shows part of the credential", k)
+		}
 	}
 }
