@@ -156,3 +156,18 @@ type Limiter interface {
 	// says whether one more request would be allowed, Remaining how many.
 	Peek(ctx context.Context, key string, l Limit) (Decision, error)
 }
+
+// Refunder is a [Limiter] that can give back a request it allowed: the
+// budget is as if that Allow had not been made (a budget never holds more
+// than full). Refunding a key with no budget does nothing.
+//
+// The Guard uses it for failure budgets: once a client has failed, its
+// next requests are taken from its failure budget before they are
+// authenticated, and given back when they do not fail, so that many
+// concurrent requests cannot all slip past a nearly spent budget. With a
+// Limiter that cannot refund, the Guard peeks before and spends after,
+// and concurrent requests can overshoot the budget by their number.
+// [MemoryLimiter] implements it.
+type Refunder interface {
+	Refund(ctx context.Context, key string, l Limit) error
+}

@@ -36,6 +36,16 @@ type RateLimits struct {
 	// address is answered 429 before its credential is even read, so a
 	// brute-force flood costs neither hashing nor a store lookup. IPv6
 	// addresses are grouped by /64. The zero Limit means no limit.
+	//
+	// Concurrent requests: with a Limiter that implements [Refunder] (as
+	// [MemoryLimiter] does), once an address has failed its requests are
+	// taken from the budget before they are authenticated and given back
+	// if they do not fail, so a burst of concurrent guesses cannot slip
+	// past a nearly spent budget. A full budget (no failure to refill) is
+	// only peeked at, so the first burst from a quiet address can exceed
+	// it by the burst's size, until the first failure lands. With a
+	// Limiter that cannot refund, every check is a peek. The same holds
+	// for CredentialFailures.
 	Failures Limit
 	// CredentialFailures limits failed authentications per credential,
 	// whatever the address: a credential that has failed this often (a
@@ -191,6 +201,7 @@ type guardLimits struct {
 	accessToken *limitPolicy
 	failures    *limitPolicy
 	credentials *limitPolicy // RateLimits.CredentialFailures
+	refunder    Refunder     // the limiter, if it can refund; else nil
 	failClosed  bool
 	overrides   policyCache // policies of Principal.RateLimit
 	logged      logLimiter
@@ -296,14 +307,16 @@ func newGuardLimits(rl RateLimits) (*guardLimits, error) {
 	if rl.Limiter == nil {
 		return nil, nil // nothing to limit; Guard.Limit still needs a Limiter
 	}
-	return &guardLimits{
+	gl := &guardLimits{
 		limiter:     rl.Limiter,
 		apiKey:      newLimitPolicy(rl.APIKey),
 		accessToken: newLimitPolicy(rl.AccessToken),
 		failures:    newLimitPolicy(rl.Failures),
 		credentials: newLimitPolicy(rl.CredentialFailures),
 		failClosed:  rl.FailClosed,
-	}, nil
+	}
+	gl.refunder, _ = rl.Limiter.(Refunder)
+	return gl, nil
 }
 
 // forPrincipal returns the policy that limits p, and the Limit and key to
@@ -689,22 +702,12 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	ctx := r.Context()
 
 	// The failure budget of the address, before anything else.
-	var fd Decision
-	checked := false
+	var af, cf failureBudget
 	if gl != nil && gl.failures != nil && akey != "" {
-		d, err := gl.limiter.Peek(ctx, akey, gl.failures.limit)
-		switch {
-		case err != nil:
-			if g.limiterFailed(r, gl.failures.limit, err) {
-				g.refuse(w, r, obs, Event{Kind: EventAuthFailed, ClientAddr: addr}, start, limiterDown(err))
-				return nil
-			}
-		case !d.Allowed:
-			setHeaders(w.Header(), gl.failures, d)
-			g.refuse(w, r, obs, Event{Kind: EventRateLimited, ClientAddr: addr}, time.Time{}, rateLimited(msgTooManyFailure, d))
+		af = failureBudget{pol: gl.failures, key: akey}
+		if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
+			g.refuseFailure(w, r, obs, &af, Event{ClientAddr: addr}, start, rerr)
 			return nil
-		default:
-			fd, checked = d, true
 		}
 	}
 
@@ -714,24 +717,12 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	if err == nil && cred == "" {
 		err = errNoCredentials
 	}
-	var cd Decision
-	var ckey string
-	credChecked := false
 	if err == nil && gl != nil && gl.credentials != nil {
-		ckey = credentialKey(cred)
-		d, lerr := gl.limiter.Peek(ctx, ckey, gl.credentials.limit)
-		switch {
-		case lerr != nil:
-			if g.limiterFailed(r, gl.credentials.limit, lerr) {
-				g.refuse(w, r, obs, Event{Kind: EventAuthFailed, ClientAddr: addr, Hint: mask(cred)}, start, limiterDown(lerr))
-				return nil
-			}
-		case !d.Allowed:
-			setHeaders(w.Header(), gl.credentials, d)
-			g.refuse(w, r, obs, Event{Kind: EventRateLimited, ClientAddr: addr, Hint: mask(cred)}, time.Time{}, rateLimited(msgTooManyCredentialFailures, d))
+		cf = failureBudget{pol: gl.credentials, key: credentialKey(cred)}
+		if rerr := g.checkFailures(ctx, r, &cf, msgTooManyCredentialFailures); rerr != nil {
+			g.settle(ctx, r, &af, false) // the address's reservation
+			g.refuseFailure(w, r, obs, &cf, Event{ClientAddr: addr, Hint: mask(cred)}, start, rerr)
 			return nil
-		default:
-			cd, credChecked = d, true
 		}
 	}
 	var p Principal
@@ -747,27 +738,12 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		}
 		c := classify(err)
 		failed := countsAsFailure(c)
-		if checked {
-			if failed {
-				d, lerr := gl.limiter.Allow(ctx, akey, gl.failures.limit)
-				if lerr != nil {
-					g.limiterFailed(r, gl.failures.limit, lerr)
-				} else {
-					fd = d
-				}
-			}
-			setHeaders(w.Header(), gl.failures, fd)
+		h := w.Header()
+		if g.settle(ctx, r, &af, failed) {
+			setHeaders(h, af.pol, af.d)
 		}
-		if credChecked {
-			if failed {
-				d, lerr := gl.limiter.Allow(ctx, ckey, gl.credentials.limit)
-				if lerr != nil {
-					g.limiterFailed(r, gl.credentials.limit, lerr)
-				} else {
-					cd = d
-				}
-			}
-			addHeaders(w.Header(), gl.credentials, cd)
+		if g.settle(ctx, r, &cf, failed) {
+			addHeaders(h, cf.pol, cf.d)
 		}
 		if obs != nil {
 			e := Event{Kind: EventAuthFailed, ClientAddr: addr, Err: err, Status: c.status}
@@ -781,6 +757,8 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		g.answer(w, r, err, c, cred, true)
 		return nil
 	}
+	g.settle(ctx, r, &af, false)
+	g.settle(ctx, r, &cf, false)
 	if obs != nil {
 		e := principalEvent(EventAuthenticated, &p, addr)
 		e.Time = time.Now()
@@ -834,6 +812,90 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		}
 	}
 	return r
+}
+
+// failureBudget is one failure budget of a request (its address's or its
+// credential's): checked before the request is authenticated, and spent
+// after, if authentication fails.
+type failureBudget struct {
+	pol      *limitPolicy // nil: no such budget for this request
+	key      string
+	d        Decision // the latest state of the budget
+	peeked   Decision // its state before a request was taken up front
+	checked  bool     // the limiter answered the check
+	reserved bool     // a request was taken up front, to give back unless authentication fails
+}
+
+// checkFailures checks b before authentication. A budget that is spent
+// refuses the request (429). A budget in use (some failures, not yet
+// refilled) with a Limiter that can refund has this request taken from it
+// up front, so that concurrent requests cannot all slip past a nearly
+// spent budget. A Limiter error refuses the request if the Guard fails
+// closed (503), and leaves b unchecked otherwise. A full budget, a
+// client's usual state, costs one Peek.
+func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBudget, msg string) error {
+	gl := g.limits
+	d, err := gl.limiter.Peek(ctx, b.key, b.pol.limit)
+	if gl.refunder != nil && err == nil && d.Allowed && d.Remaining < d.Limit.MaxBurst() {
+		b.peeked = d
+		d, err = gl.limiter.Allow(ctx, b.key, b.pol.limit)
+		b.reserved = err == nil && d.Allowed
+	}
+	switch {
+	case err != nil:
+		if g.limiterFailed(r, b.pol.limit, err) {
+			return limiterDown(err)
+		}
+		return nil
+	case !d.Allowed:
+		b.d = d
+		return rateLimited(msg, d)
+	}
+	b.d, b.checked = d, true
+	return nil
+}
+
+// settle finishes b once authentication is over: it spends a request
+// from b if authentication failed and none was taken up front, and gives
+// back the one taken up front if it did not fail. It reports whether b was
+// checked, so that its header fields belong in the response.
+func (g *Guard) settle(ctx context.Context, r *http.Request, b *failureBudget, failed bool) bool {
+	if !b.checked {
+		return false
+	}
+	gl := g.limits
+	switch {
+	case failed && !b.reserved:
+		d, err := gl.limiter.Allow(ctx, b.key, b.pol.limit)
+		if err != nil {
+			g.limiterFailed(r, b.pol.limit, err)
+		} else {
+			b.d = d
+		}
+	case !failed && b.reserved:
+		b.reserved = false
+		if err := gl.refunder.Refund(ctx, b.key, b.pol.limit); err != nil {
+			g.limiterFailed(r, b.pol.limit, err)
+		} else {
+			b.d = b.peeked
+		}
+	}
+	return true
+}
+
+// refuseFailure answers a request that failure budget b refused before
+// authentication: 429 with b's header fields, or 503 when its Limiter
+// failed and the Guard fails closed. e carries what is known of the
+// request.
+func (g *Guard) refuseFailure(w http.ResponseWriter, r *http.Request, obs Observer, b *failureBudget, e Event, start time.Time, err error) {
+	if errors.Is(err, ErrRateLimited) {
+		setHeaders(w.Header(), b.pol, b.d)
+		e.Kind = EventRateLimited
+		start = time.Time{}
+	} else {
+		e.Kind = EventAuthFailed
+	}
+	g.refuse(w, r, obs, e, start, err)
 }
 
 // refuse answers a request the limits refused (429) or could not check

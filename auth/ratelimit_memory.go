@@ -42,7 +42,10 @@ type MemoryLimiter struct {
 	shards []limiterShard
 }
 
-var _ Limiter = (*MemoryLimiter)(nil)
+var (
+	_ Limiter  = (*MemoryLimiter)(nil)
+	_ Refunder = (*MemoryLimiter)(nil)
+)
 
 // limiterKey is a budget's map key: the limit's name and the key, kept
 // apart without joining them into a new string.
@@ -167,6 +170,25 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string, lim Limit) (Decisio
 	s.mu.Unlock()
 	d.Limit = lim
 	return d, nil
+}
+
+// Refund gives back one request of key's budget under lim; see
+// [Refunder]. It never returns an error.
+func (l *MemoryLimiter) Refund(_ context.Context, key string, lim Limit) error {
+	if lim.IsZero() {
+		return nil
+	}
+	iv, _ := gcraParams(lim)
+	k := limiterKey{lim.PolicyName(), key}
+	s := l.shard(key)
+	s.mu.Lock()
+	if tat, ok := s.m[k]; ok {
+		// A theoretical arrival time in the past is a full budget:
+		// going further back gives no more.
+		s.m[k] = tat - iv
+	}
+	s.mu.Unlock()
+	return nil
 }
 
 // Peek reports key's budget under lim without spending any; see

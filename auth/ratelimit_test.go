@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -869,5 +870,60 @@ func TestCredentialKey(t *testing.T) {
 		if strings.Contains(a, k[:8]) || strings.Contains(b, k[:8]) || strings.Contains(k, "suffix") {
 			t.Errorf("budget key %q shows part of the credential", k)
 		}
+	}
+}
+
+// TestFailureBudgetConcurrent: once an address has failed, its requests
+// are taken from its failure budget before they are authenticated, so a
+// burst of concurrent guesses cannot all slip past a nearly spent budget;
+// and a client whose requests succeed gets them back, so one typo does
+// not use up its budget.
+func TestFailureBudgetConcurrent(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	limits := RateLimits{Limiter: l, Failures: PerMinute("auth_failures", 3)}
+	var calls atomic.Int64
+	slow := &fakeAuth{fn: func(_ context.Context, cred string) (Principal, error) {
+		calls.Add(1)
+		time.Sleep(5 * time.Millisecond) // a store lookup, wide enough for the requests to overlap
+		if cred == goodKey {
+			return alice, nil
+		}
+		return Principal{}, ErrInvalidCredential
+	}}
+	h := mustNew(t, slow, WithRateLimits(limits)).Middleware(okHandler())
+	const addr = "192.0.2.50:1"
+
+	// One typo, then good requests: they are taken up front and given
+	// back, so the budget stays at two.
+	if rec := serve(h, limitedRequest(addr, "halfred_typo")); rec.Code != 401 {
+		t.Fatalf("typo: %d", rec.Code)
+	}
+	for i := range 10 {
+		if rec := serve(h, limitedRequest(addr, goodKey)); rec.Code != 200 {
+			t.Fatalf("good request %d after a typo: %d %s", i, rec.Code, rec.Body)
+		}
+	}
+
+	// 100 concurrent guesses: two may be tried, the rest are refused
+	// before the Authenticator.
+	calls.Store(0)
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	for i := range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if serve(h, limitedRequest(addr, fmt.Sprintf("halfred_guess%d", i))).Code == 429 {
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := calls.Load(); n > 2 {
+		t.Errorf("%d guesses reached the Authenticator with two failures left in the budget", n)
+	}
+	if n := refused.Load(); n < 98 {
+		t.Errorf("%d of 100 concurrent guesses refused, want at least 98", n)
 	}
 }

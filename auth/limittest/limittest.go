@@ -68,6 +68,7 @@ func Run(t *testing.T, newLimiter func(t *testing.T) auth.Limiter) {
 		{"EmptyNameIsDefault", testEmptyNameIsDefault},
 		{"Concurrent", testConcurrent},
 		{"ConcurrentKeys", testConcurrentKeys},
+		{"Refund", testRefund},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,6 +334,48 @@ func testPeekDoesNotSpend(t *testing.T, l auth.Limiter) {
 		checkRefused(t, "Peek of a spent budget", p, lim, time.Since(start))
 	}
 	checkRefused(t, "request 4", allow(t, l, key, lim), lim, time.Since(start))
+}
+
+// testRefund: a Limiter that implements auth.Refunder gives a spent
+// request back, never beyond a full budget, and refunding a key it has
+// no budget for does nothing. Other Limiters skip it.
+func testRefund(t *testing.T, l auth.Limiter) {
+	rf, ok := l.(auth.Refunder)
+	if !ok {
+		t.Skip("the Limiter does not implement auth.Refunder")
+	}
+	ctx := context.Background()
+	lim := auth.Limit{Name: randomName(t, "refund"), Requests: 3, Period: time.Hour}
+	key := randomKey(t)
+	for i := range 3 {
+		if d := allow(t, l, key, lim); !d.Allowed {
+			t.Fatalf("request %d of 3: refused", i+1)
+		}
+	}
+	if d := allow(t, l, key, lim); d.Allowed {
+		t.Fatal("request 4 of 3 allowed")
+	}
+	if err := rf.Refund(ctx, key, lim); err != nil {
+		t.Fatal(err)
+	}
+	if d := peek(t, l, key, lim); !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("after a refund of a spent budget: %+v, want one request left", d)
+	}
+	for range 5 { // more refunds than requests spent
+		if err := rf.Refund(ctx, key, lim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if d := peek(t, l, key, lim); !d.Allowed || d.Remaining != 3 {
+		t.Fatalf("after refunding more than was spent: %+v, want a full budget of 3, no more", d)
+	}
+	fresh := randomKey(t)
+	if err := rf.Refund(ctx, fresh, lim); err != nil {
+		t.Fatal(err)
+	}
+	if d := peek(t, l, fresh, lim); !d.Allowed || d.Remaining != 3 {
+		t.Fatalf("a refund of an untouched key changed its budget: %+v", d)
+	}
 }
 
 // testKeysIndependent: spending one key's budget leaves every other key's
