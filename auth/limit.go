@@ -167,7 +167,8 @@ type Limiter interface {
 // concurrent requests cannot all slip past a nearly spent budget. With a
 // Limiter that cannot refund, the Guard peeks before and spends after,
 // and concurrent requests can overshoot the budget by their number.
-// [MemoryLimiter] implements it.
+// [MemoryLimiter] implements it, and so does the Redis limiter of
+// auth/redislimit.
 type Refunder interface {
 	Refund(ctx context.Context, key string, l Limit) error
 }

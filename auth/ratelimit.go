@@ -38,7 +38,7 @@ type RateLimits struct {
 	// addresses are grouped by /64. The zero Limit means no limit.
 	//
 	// Concurrent requests: with a Limiter that implements [Refunder] (as
-	// [MemoryLimiter] does), once an address has failed its requests are
+	// [MemoryLimiter] and auth/redislimit's do), once an address has failed its requests are
 	// taken from the budget before they are authenticated and given back
 	// if they do not fail, so a burst of concurrent guesses cannot slip
 	// past a nearly spent budget. A full budget (no failure to refill) is

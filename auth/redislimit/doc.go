@@ -29,9 +29,11 @@
 // budget is full; Remaining is how many more T fit below C; RetryAfter,
 // for a refused request, is max(TAT, now) + T - C - now.
 //
-// Each Allow or Peek is one round trip: a Lua script that reads the TAT,
-// decides, and writes the new TAT, atomically, so concurrent calls from any
-// number of instances never allow more than the budget. The script is sent
+// Each Allow, Peek or Refund is one round trip: a Lua script that reads
+// the TAT, decides, and writes the new TAT, atomically, so concurrent calls
+// from any number of instances never allow more than the budget. Refund
+// (the [auth.Refunder] the Guard uses for failure budgets) moves the TAT
+// back by T, and deletes the key once the budget is full. The script is sent
 // with EVALSHA, and in full with EVAL only when Redis answers NOSCRIPT
 // (after a restart, a failover or SCRIPT FLUSH), which caches it again.
 // The script does its arithmetic in whole microseconds plus nanoseconds,

@@ -7,7 +7,9 @@
 -- (microseconds since 1970, plus at most 10 years) stays below 2^51.
 --
 -- KEYS[1]          the budget's key
--- ARGV[1]          "1": spend one request if the budget allows it; "0": only look
+-- ARGV[1]          "1": spend one request if the budget allows it; "0": only
+--                  look; "2": give back one request (refund), never past a
+--                  full budget
 -- ARGV[2], ARGV[3] the emission interval T = Period / Requests: µs, ns
 -- ARGV[4], ARGV[5] the span of a full budget C = Burst x T: µs, ns
 --
@@ -43,6 +45,22 @@ if v then
 			end
 		end
 	end
+end
+
+if ARGV[1] == "2" then
+	-- Refund: d - T, or no key once that reaches a full budget.
+	local q, r = dq - tq, dr - tr
+	if r < 0 then
+		q, r = q - 1, r + 1000
+	end
+	if q < 0 or (q == 0 and r == 0) then
+		if v then
+			redis.call("DEL", KEYS[1])
+		end
+		return {1, 0, 0}
+	end
+	redis.call("SET", KEYS[1], string.format("%d:%d", now + q, r), "PX", math.floor(q / 1000) + 1)
+	return {1, q, r}
 end
 
 -- n = d + T: the distance to the TAT if one more request is spent.

@@ -47,7 +47,10 @@ type Limiter struct {
 	timeout time.Duration
 }
 
-var _ auth.Limiter = (*Limiter)(nil)
+var (
+	_ auth.Limiter  = (*Limiter)(nil)
+	_ auth.Refunder = (*Limiter)(nil)
+)
 
 // Option configures a [Limiter] in [New].
 type Option func(*config)
@@ -149,14 +152,29 @@ func checkClient(client redis.Scripter) error {
 // whether the request is allowed. A call that timed out may still have
 // spent the request in Redis.
 func (l *Limiter) Allow(ctx context.Context, key string, lim auth.Limit) (auth.Decision, error) {
-	return l.run(ctx, "allow", true, key, lim)
+	return l.run(ctx, "allow", modeSpend, key, lim)
 }
+
+// Refund gives back one request of key's budget under lim, never past a
+// full budget, as [auth.Refunder] documents, in one round trip; a key
+// with no budget is left alone. Errors are those of [Limiter.Allow].
+func (l *Limiter) Refund(ctx context.Context, key string, lim auth.Limit) error {
+	_, err := l.run(ctx, "refund", modeRefund, key, lim)
+	return err
+}
+
+// The script's modes (ARGV[1]).
+const (
+	modePeek   = 0
+	modeSpend  = 1
+	modeRefund = 2
+)
 
 // Peek reports key's budget under lim without spending any, as
 // [auth.Limiter] documents: Allowed says whether one more request would be
 // allowed. Errors are those of [Limiter.Allow].
 func (l *Limiter) Peek(ctx context.Context, key string, lim auth.Limit) (auth.Decision, error) {
-	return l.run(ctx, "peek", false, key, lim)
+	return l.run(ctx, "peek", modePeek, key, lim)
 }
 
 // Key returns the Redis key that holds key's budget under lim: the prefix,
@@ -165,7 +183,7 @@ func (l *Limiter) Key(key string, lim auth.Limit) string {
 	return l.prefix + lim.PolicyName() + ":" + key
 }
 
-func (l *Limiter) run(ctx context.Context, op string, spend bool, key string, lim auth.Limit) (auth.Decision, error) {
+func (l *Limiter) run(ctx context.Context, op string, mode int, key string, lim auth.Limit) (auth.Decision, error) {
 	if lim.IsZero() {
 		return auth.Decision{Allowed: true, Limit: lim}, nil
 	}
@@ -181,10 +199,6 @@ func (l *Limiter) run(ctx context.Context, op string, spend bool, key string, li
 		var cancel context.CancelFunc
 		callCtx, cancel = context.WithTimeout(ctx, l.timeout)
 		defer cancel()
-	}
-	mode := 0
-	if spend {
-		mode = 1
 	}
 	res, err := gcra.Run(callCtx, l.client, []string{l.Key(key, lim)},
 		mode, p.iv/1000, p.iv%1000, p.span/1000, p.span%1000).Int64Slice()
