@@ -202,6 +202,7 @@ type guardLimits struct {
 	failures    *limitPolicy
 	credentials *limitPolicy // RateLimits.CredentialFailures
 	refunder    Refunder     // the limiter, if it can refund; else nil
+	resting     atomic.Bool  // the limiter failed within limiterRest
 	failClosed  bool
 	overrides   policyCache // policies of Principal.RateLimit
 	logged      logLimiter
@@ -405,6 +406,9 @@ func (ll *logLimiter) allow() (bool, int64) {
 // and reports whether the request must be refused (fail closed).
 func (g *Guard) limiterFailed(r *http.Request, l Limit, err error) bool {
 	gl := g.limits
+	if !errors.Is(err, errLimiterResting) && gl.resting.CompareAndSwap(false, true) {
+		time.AfterFunc(limiterRest, func() { gl.resting.Store(false) })
+	}
 	if ok, suppressed := gl.logged.allow(); ok {
 		lg := g.logger
 		if lg == nil {
@@ -421,6 +425,39 @@ func (g *Guard) limiterFailed(r *http.Request, l Limit, err error) bool {
 		)
 	}
 	return gl.failClosed
+}
+
+// limiterRest is how long the Guard leaves a failed Limiter alone: for
+// that long its calls fail at once, without waiting for the Limiter's own
+// timeout, so that a Redis gone dark costs one request a timeout, not
+// every request one per limit. The first call after it tries again.
+const limiterRest = time.Second
+
+// errLimiterResting is what a limiter call returns while the Limiter
+// rests after a failure.
+var errLimiterResting = errors.New("auth: the rate limiter failed within the last second; not asked")
+
+// peek, allow and refund call the Limiter, unless it is resting after a
+// failure.
+func (gl *guardLimits) peek(ctx context.Context, key string, l Limit) (Decision, error) {
+	if gl.resting.Load() {
+		return Decision{}, errLimiterResting
+	}
+	return gl.limiter.Peek(ctx, key, l)
+}
+
+func (gl *guardLimits) allow(ctx context.Context, key string, l Limit) (Decision, error) {
+	if gl.resting.Load() {
+		return Decision{}, errLimiterResting
+	}
+	return gl.limiter.Allow(ctx, key, l)
+}
+
+func (gl *guardLimits) refund(ctx context.Context, key string, l Limit) error {
+	if gl.resting.Load() {
+		return errLimiterResting
+	}
+	return gl.refunder.Refund(ctx, key, l)
 }
 
 // limiterDown is the error that answers a request when the Limiter failed
@@ -638,7 +675,7 @@ func (g *Guard) spendMiddleware(method string, l Limit, msg string, find func(*h
 				next.ServeHTTP(w, r)
 				return
 			}
-			d, err := g.limits.limiter.Allow(r.Context(), b.key, b.lim)
+			d, err := g.limits.allow(r.Context(), b.key, b.lim)
 			if err != nil {
 				if g.limiterFailed(r, b.lim, err) {
 					g.failQuiet(w, r, limiterDown(err))
@@ -773,7 +810,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		var lim Limit
 		var key string
 		if pol, lim, key = gl.forPrincipal(&p); pol != nil {
-			d, lerr := gl.limiter.Allow(ctx, key, lim)
+			d, lerr := gl.allow(ctx, key, lim)
 			switch {
 			case lerr != nil:
 				pol = nil
@@ -835,10 +872,10 @@ type failureBudget struct {
 // client's usual state, costs one Peek.
 func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBudget, msg string) error {
 	gl := g.limits
-	d, err := gl.limiter.Peek(ctx, b.key, b.pol.limit)
+	d, err := gl.peek(ctx, b.key, b.pol.limit)
 	if gl.refunder != nil && err == nil && d.Allowed && d.Remaining < d.Limit.MaxBurst() {
 		b.peeked = d
-		d, err = gl.limiter.Allow(ctx, b.key, b.pol.limit)
+		d, err = gl.allow(ctx, b.key, b.pol.limit)
 		b.reserved = err == nil && d.Allowed
 	}
 	switch {
@@ -866,7 +903,7 @@ func (g *Guard) settle(ctx context.Context, r *http.Request, b *failureBudget, f
 	gl := g.limits
 	switch {
 	case failed && !b.reserved:
-		d, err := gl.limiter.Allow(ctx, b.key, b.pol.limit)
+		d, err := gl.allow(ctx, b.key, b.pol.limit)
 		if err != nil {
 			g.limiterFailed(r, b.pol.limit, err)
 		} else {
@@ -874,7 +911,7 @@ func (g *Guard) settle(ctx context.Context, r *http.Request, b *failureBudget, f
 		}
 	case !failed && b.reserved:
 		b.reserved = false
-		if err := gl.refunder.Refund(ctx, b.key, b.pol.limit); err != nil {
+		if err := gl.refund(ctx, b.key, b.pol.limit); err != nil {
 			g.limiterFailed(r, b.pol.limit, err)
 		} else {
 			b.d = b.peeked

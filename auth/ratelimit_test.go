@@ -927,3 +927,34 @@ func TestFailureBudgetConcurrent(t *testing.T) {
 		t.Errorf("%d of 100 concurrent guesses refused, want at least 98", n)
 	}
 }
+
+// countingFailingLimiter fails every call, and counts them.
+type countingFailingLimiter struct{ calls atomic.Int64 }
+
+func (l *countingFailingLimiter) Allow(context.Context, string, Limit) (Decision, error) {
+	l.calls.Add(1)
+	return Decision{}, errLimiterDown
+}
+
+func (l *countingFailingLimiter) Peek(context.Context, string, Limit) (Decision, error) {
+	l.calls.Add(1)
+	return Decision{}, errLimiterDown
+}
+
+// TestLimiterRests: after the Limiter fails, the Guard leaves it alone
+// for limiterRest, so a dead Redis costs one request its timeout, not
+// every request one per limit; the requests still follow the policy
+// (here, fail open).
+func TestLimiterRests(t *testing.T) {
+	t.Parallel()
+	l := &countingFailingLimiter{}
+	h := mustNew(t, keyAuth(nil), WithRateLimits(DefaultRateLimits(l)), quietLogger()).Middleware(okHandler())
+	for i := range 20 {
+		if rec := serve(h, limitedRequest("192.0.2.1:1", goodKey)); rec.Code != 200 {
+			t.Fatalf("request %d: %d, want 200 (fail open)", i, rec.Code)
+		}
+	}
+	if n := l.calls.Load(); n != 1 {
+		t.Errorf("the failing Limiter was called %d times by 20 requests within its rest, want 1", n)
+	}
+}
