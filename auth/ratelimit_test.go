@@ -891,7 +891,8 @@ func TestFailureBudgetConcurrent(t *testing.T) {
 		}
 		return Principal{}, ErrInvalidCredential
 	}}
-	h := mustNew(t, slow, WithRateLimits(limits)).Middleware(okHandler())
+	// Not okHandler: its package-level sink is not for concurrent use.
+	h := mustNew(t, slow, WithRateLimits(limits)).Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	const addr = "192.0.2.50:1"
 
 	// One typo, then good requests: they are taken up front and given
