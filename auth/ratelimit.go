@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,7 @@ type RateLimits struct {
 	// whatever the address: a credential that has failed this often (a
 	// revoked or guessed key replayed by many machines) is answered 429
 	// after it is read but before it is hashed or looked up. A credential
-	// is known by a 64-bit FNV-1a hash of it, never by any of its
+	// is known by a 64-bit hash of it, never by any of its
 	// characters (the last characters of a keygate key are a checksum of
 	// the rest: a suffix would give away much of the key to wherever the
 	// budgets are kept). A valid key is not affected by other credentials'
@@ -89,16 +90,30 @@ func DefaultRateLimits(l Limiter) RateLimits {
 }
 
 // credentialKey returns the budget key of cred for
-// RateLimits.CredentialFailures: a 64-bit FNV-1a hash of it, in
-// hexadecimal. Not a cryptographic hash, and it need not be one: the
-// budget key of a credential of 131 random bits gives away 64 bits of it
-// at most, and finding a credential with the same key needs the key.
+// RateLimits.CredentialFailures: a 64-bit hash of it, in hexadecimal. The
+// hash reads 8 bytes a step (multiply and xor-shift, as murmur's finalizer
+// mixes), so that it costs a few nanoseconds; it is not a cryptographic
+// hash, and need not be one: the budget key of a credential of 131 random
+// bits gives away 64 bits of it at most, and making another credential
+// with the same key needs the key. It is the same in every process, so
+// that instances sharing a Limiter share the budget.
 func credentialKey(cred string) string {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(cred); i++ {
-		h ^= uint64(cred[i])
-		h *= 1099511628211
+	const m = 0x9e3779b97f4a7c15
+	h := uint64(len(cred)) * m
+	for len(cred) >= 8 {
+		w := binary.LittleEndian.Uint64([]byte(cred[:8]))
+		h = (h ^ w) * m
+		h ^= h >> 29
+		cred = cred[8:]
 	}
+	var tail uint64
+	for i := len(cred) - 1; i >= 0; i-- {
+		tail = tail<<8 | uint64(cred[i])
+	}
+	h = (h ^ tail) * m
+	h ^= h >> 32
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 29
 	var b [16]byte
 	const digits = "0123456789abcdef"
 	for i := len(b) - 1; i >= 0; i-- {
