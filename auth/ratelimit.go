@@ -452,27 +452,15 @@ const limiterRest = time.Second
 // rests after a failure.
 var errLimiterResting = errors.New("auth: the rate limiter failed within the last second; not asked")
 
-// peek, allow and refund call the Limiter, unless it is resting after a
-// failure.
-func (gl *guardLimits) peek(ctx context.Context, key string, l Limit) (Decision, error) {
-	if gl.resting.Load() {
-		return Decision{}, errLimiterResting
+// restingFailure handles a limiter call skipped because the Limiter is
+// resting after a failure, as limiterFailed handles a failed call: it
+// returns the error that refuses the request when the Guard fails closed,
+// and nil when it fails open.
+func (g *Guard) restingFailure(r *http.Request, l Limit) error {
+	if g.limiterFailed(r, l, errLimiterResting) {
+		return limiterDown(errLimiterResting)
 	}
-	return gl.limiter.Peek(ctx, key, l)
-}
-
-func (gl *guardLimits) allow(ctx context.Context, key string, l Limit) (Decision, error) {
-	if gl.resting.Load() {
-		return Decision{}, errLimiterResting
-	}
-	return gl.limiter.Allow(ctx, key, l)
-}
-
-func (gl *guardLimits) refund(ctx context.Context, key string, l Limit) error {
-	if gl.resting.Load() {
-		return errLimiterResting
-	}
-	return gl.refunder.Refund(ctx, key, l)
+	return nil
 }
 
 // limiterDown is the error that answers a request when the Limiter failed
@@ -690,7 +678,10 @@ func (g *Guard) spendMiddleware(method string, l Limit, msg string, find func(*h
 				next.ServeHTTP(w, r)
 				return
 			}
-			d, err := g.limits.allow(r.Context(), b.key, b.lim)
+			d, err := Decision{}, errLimiterResting
+			if !g.limits.resting.Load() {
+				d, err = g.limits.limiter.Allow(r.Context(), b.key, b.lim)
+			}
 			if err != nil {
 				if g.limiterFailed(r, b.lim, err) {
 					g.failQuiet(w, r, limiterDown(err))
@@ -825,7 +816,10 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		var lim Limit
 		var key string
 		if pol, lim, key = gl.forPrincipal(&p); pol != nil {
-			d, lerr := gl.allow(ctx, key, lim)
+			d, lerr := Decision{}, errLimiterResting
+			if !gl.resting.Load() {
+				d, lerr = gl.limiter.Allow(ctx, key, lim)
+			}
 			switch {
 			case lerr != nil:
 				pol = nil
@@ -887,10 +881,13 @@ type failureBudget struct {
 // client's usual state, costs one Peek.
 func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBudget, msg string) error {
 	gl := g.limits
-	d, err := gl.peek(ctx, b.key, b.pol.limit)
+	if gl.resting.Load() {
+		return g.restingFailure(r, b.pol.limit)
+	}
+	d, err := gl.limiter.Peek(ctx, b.key, b.pol.limit)
 	if gl.refunder != nil && err == nil && d.Allowed && d.Remaining < d.Limit.MaxBurst() {
 		b.peeked = d
-		d, err = gl.allow(ctx, b.key, b.pol.limit)
+		d, err = gl.limiter.Allow(ctx, b.key, b.pol.limit)
 		b.reserved = err == nil && d.Allowed
 	}
 	switch {
@@ -916,9 +913,13 @@ func (g *Guard) settle(ctx context.Context, r *http.Request, b *failureBudget, f
 		return false
 	}
 	gl := g.limits
+	if gl.resting.Load() {
+		g.restingFailure(r, b.pol.limit)
+		return true
+	}
 	switch {
 	case failed && !b.reserved:
-		d, err := gl.allow(ctx, b.key, b.pol.limit)
+		d, err := gl.limiter.Allow(ctx, b.key, b.pol.limit)
 		if err != nil {
 			g.limiterFailed(r, b.pol.limit, err)
 		} else {
@@ -926,7 +927,7 @@ func (g *Guard) settle(ctx context.Context, r *http.Request, b *failureBudget, f
 		}
 	case !failed && b.reserved:
 		b.reserved = false
-		if err := gl.refund(ctx, b.key, b.pol.limit); err != nil {
+		if err := gl.refunder.Refund(ctx, b.key, b.pol.limit); err != nil {
 			g.limiterFailed(r, b.pol.limit, err)
 		} else {
 			b.d = b.peeked
