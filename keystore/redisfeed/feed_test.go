@@ -14,6 +14,7 @@ import (
 
 	"github.com/keygate/keygate/internal/backoff"
 	"github.com/keygate/keygate/internal/redistest"
+	"github.com/keygate/keygate/internal/stallproxy"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -142,8 +143,8 @@ func TestFeedConnectionKilled(t *testing.T) {
 func TestFeedPartition(t *testing.T) {
 	t.Parallel()
 	addr := redistest.Addr(t)
-	proxy := newStallProxy(t, addr)
-	client := redis.NewClient(&redis.Options{Addr: proxy.addr(), DialTimeout: time.Second})
+	proxy := stallproxy.New(t, addr)
+	client := redis.NewClient(&redis.Options{Addr: proxy.Addr(), DialTimeout: time.Second})
 	defer client.Close()
 	direct, _ := newClient(t, addr)
 	ch := uniqueChannel()
@@ -153,7 +154,7 @@ func TestFeedPartition(t *testing.T) {
 
 	from := len(rec.log())
 	start := time.Now()
-	proxy.setStalled(true)
+	proxy.SetStalled(true)
 	rec.waitKinds(t, from, "unhealthy")
 	noticed := time.Since(start)
 	t.Logf("partition noticed after %v (health check %v + %v)", noticed, interval, timeout)
@@ -165,7 +166,7 @@ func TestFeedPartition(t *testing.T) {
 	if got := rec.kinds(from); !slices.Equal(got, []string{"unhealthy"}) {
 		t.Fatalf("during the partition: %v, want [unhealthy] only", got)
 	}
-	proxy.setStalled(false)
+	proxy.SetStalled(false)
 	rec.waitKinds(t, from, "unhealthy", "all", "healthy")
 	from = len(rec.log())
 	if err := direct.Publish(ctx, ch, `{"id":"key_healed"}`).Err(); err != nil {
@@ -259,11 +260,11 @@ func TestFeedClose(t *testing.T) {
 // to subscribe again through a stalled network.
 func TestFeedCloseWhileDown(t *testing.T) {
 	t.Parallel()
-	proxy := newStallProxy(t, redistest.Addr(t))
-	client := redis.NewClient(&redis.Options{Addr: proxy.addr()})
+	proxy := stallproxy.New(t, redistest.Addr(t))
+	client := redis.NewClient(&redis.Options{Addr: proxy.Addr()})
 	defer client.Close()
 	f, rec := listen(t, client, uniqueChannel(), WithHealthCheck(50*time.Millisecond, 5*time.Second))
-	proxy.setStalled(true)
+	proxy.SetStalled(true)
 	time.Sleep(100 * time.Millisecond) // the PING is out, unanswered
 	start := time.Now()
 	if err := f.Close(); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -187,113 +186,6 @@ func clientIDs(t testing.TB, admin *redis.Client, name string) []int64 {
 		ids = append(ids, id)
 	}
 	return ids
-}
-
-// stallProxy forwards TCP connections to a server and can stop forwarding
-// without closing anything, as a network partition does: bytes are read
-// and held, nobody gets an error.
-type stallProxy struct {
-	ln     net.Listener
-	target string
-
-	mu      sync.Mutex
-	cond    *sync.Cond
-	stalled bool
-	closed  bool
-	conns   []net.Conn
-	wg      sync.WaitGroup
-}
-
-func newStallProxy(t testing.TB, target string) *stallProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, target: target}
-	p.cond = sync.NewCond(&p.mu)
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-func (p *stallProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *stallProxy) setStalled(on bool) {
-	p.mu.Lock()
-	p.stalled = on
-	p.mu.Unlock()
-	p.cond.Broadcast()
-}
-
-func (p *stallProxy) accept() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		if p.closed {
-			p.mu.Unlock()
-			c.Close()
-			s.Close()
-			return
-		}
-		p.conns = append(p.conns, c, s)
-		p.wg.Add(2)
-		p.mu.Unlock()
-		go p.pipe(c, s)
-		go p.pipe(s, c)
-	}
-}
-
-// pipe copies src to dst, holding what it read while the proxy is
-// stalled.
-func (p *stallProxy) pipe(dst, src net.Conn) {
-	defer p.wg.Done()
-	defer dst.Close()
-	defer src.Close()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		p.mu.Lock()
-		for p.stalled && !p.closed {
-			p.cond.Wait()
-		}
-		closed := p.closed
-		p.mu.Unlock()
-		if closed {
-			return
-		}
-		if n > 0 {
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (p *stallProxy) close() {
-	p.mu.Lock()
-	p.closed = true
-	conns := p.conns
-	p.mu.Unlock()
-	p.cond.Broadcast()
-	p.ln.Close()
-	for _, c := range conns {
-		c.Close()
-	}
-	p.wg.Wait()
 }
 
 // plainStore is a keystore.Store without the optional interfaces.
