@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keygate/keygate/internal/backoff"
 	"github.com/keygate/keygate/keystore"
@@ -117,9 +118,39 @@ var _ Invalidator = (*keystore.CachedStore)(nil)
 type FeedOption func(*feedConfig)
 
 type feedConfig struct {
-	channel string
-	backoff backoff.Policy
-	logger  *slog.Logger
+	channel      string
+	backoff      backoff.Policy
+	logger       *slog.Logger
+	pingInterval time.Duration
+	pingTimeout  time.Duration
+}
+
+// The defaults of [WithFeedHealthCheck]: a silent connection is noticed
+// within 3 s, before [keystore.DefaultStaleAfter].
+const (
+	DefaultFeedPingInterval = time.Second
+	DefaultFeedPingTimeout  = 2 * time.Second
+)
+
+// WithFeedHealthCheck sets how a [Feed] notices a connection that died
+// without closing (a network partition, a NAT or firewall that dropped
+// it): after interval without a notification the Feed pings the server,
+// and if no answer comes within timeout it drops the connection, reports
+// the feed unhealthy and connects again. A silent loss is thus noticed
+// within interval + timeout; without the check it would take the
+// operating system's TCP keepalive, minutes, during which a cache trusts
+// its entries for their whole TTL. Default: [DefaultFeedPingInterval]
+// (1 s) and [DefaultFeedPingTimeout] (2 s). Non-positive values keep the
+// default.
+func WithFeedHealthCheck(interval, timeout time.Duration) FeedOption {
+	return func(c *feedConfig) {
+		if interval > 0 {
+			c.pingInterval = interval
+		}
+		if timeout > 0 {
+			c.pingTimeout = timeout
+		}
+	}
 }
 
 // WithFeedChannel sets the channel to listen to. Default:
@@ -157,7 +188,10 @@ func WithFeedLogger(l *slog.Logger) FeedOption {
 // Once subscribed (LISTEN done) the Feed calls SetFeedHealthy(true), which
 // makes a CachedStore drop every entry, since messages may have been
 // missed. It calls SetFeedHealthy(false) as soon as the connection fails,
-// then reconnects with exponential backoff ([WithFeedBackoff]). Each
+// or stops answering pings ([WithFeedHealthCheck]), then reconnects with
+// exponential backoff ([WithFeedBackoff]); the backoff starts again from
+// its minimum only after a connection has lasted the maximum backoff, so
+// that a server that accepts and drops connections is not hammered. Each
 // notification becomes one Invalidate call; a malformed one is logged and
 // answered with InvalidateAll.
 //
@@ -182,6 +216,9 @@ func ListenPostgres(ctx context.Context, dsn string, target Invalidator, opts ..
 		channel: DefaultChannel,
 		backoff: backoff.Policy{Min: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: 0.5},
 		logger:  slog.Default(),
+
+		pingInterval: DefaultFeedPingInterval,
+		pingTimeout:  DefaultFeedPingTimeout,
 	}
 	for _, o := range opts {
 		o(&cfg)
@@ -244,6 +281,7 @@ func closeConn(conn *pgx.Conn) {
 // fails, until ctx is done.
 func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 	retry := backoff.New(l.cfg.backoff)
+	since := time.Now() // when conn was connected
 	for {
 		if conn == nil {
 			c, ok := backoff.Retry(ctx, retry, l.connect, func(err error) {
@@ -252,12 +290,11 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			if !ok {
 				return
 			}
-			conn = c
-			retry.Reset()
+			conn, since = c, time.Now()
 			l.target.SetFeedHealthy(true)
 			l.cfg.logger.Info("sqlstore: invalidation feed: reconnected", "channel", l.cfg.channel)
 		}
-		n, err := conn.WaitForNotification(ctx)
+		n, err := l.wait(ctx, conn)
 		if err != nil {
 			l.target.SetFeedHealthy(false)
 			closeConn(conn)
@@ -265,8 +302,14 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 			if ctx.Err() != nil {
 				return
 			}
+			if time.Since(since) >= retry.Max() {
+				retry.Reset()
+			}
 			l.cfg.logger.Warn("sqlstore: invalidation feed: connection lost", "channel", l.cfg.channel, "err", redact(err, l.dsn))
 			continue
+		}
+		if n == nil {
+			continue // the connection was idle, and answered a ping
 		}
 		inv, err := keystore.ParseInvalidation(n.Payload)
 		if err != nil {
@@ -277,4 +320,23 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 		}
 		l.target.Invalidate(inv.ID, inv.Digest)
 	}
+}
+
+// wait waits up to the ping interval for a notification on conn. If none
+// comes it pings the server: a nil notification and a nil error mean the
+// connection is idle and alive. An error means it is lost (or ctx ended).
+func (l *listener) wait(ctx context.Context, conn *pgx.Conn) (*pgconn.Notification, error) {
+	wctx, cancel := context.WithTimeout(ctx, l.cfg.pingInterval)
+	n, err := conn.WaitForNotification(wctx)
+	cancel()
+	if err == nil || ctx.Err() != nil || wctx.Err() == nil {
+		return n, err
+	}
+	// The wait timed out; pgx keeps the connection usable after that.
+	pctx, cancel := context.WithTimeout(ctx, l.cfg.pingTimeout)
+	defer cancel()
+	if err := conn.Ping(pctx); err != nil {
+		return nil, fmt.Errorf("no answer to a ping within %v: %w", l.cfg.pingTimeout, err)
+	}
+	return nil, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/keygate/keygate/internal/stallproxy"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -420,4 +422,80 @@ func TestOpenRejectsBadChannel(t *testing.T) {
 			t.Fatalf("Open accepted channel of %d bytes", len(name))
 		}
 	}
+}
+
+// feedThrough starts a Feed like newFeedFixture's, but on dsn, with a
+// fast health check, reporting to a recorder over fx's cache.
+func (fx *feedFixture) feedThrough(t *testing.T, dsn string) *recorder {
+	t.Helper()
+	fx.feed.Close()
+	fx.rec.waitHealth(t, false)
+	rec := &recorder{cache: fx.cache, health: make(chan bool, 16)}
+	feed, err := ListenPostgres(t.Context(), dsn, rec, WithFeedChannel(fx.channel),
+		WithFeedBackoff(5*time.Millisecond, 50*time.Millisecond),
+		WithFeedHealthCheck(50*time.Millisecond, 300*time.Millisecond),
+		WithFeedLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatalf("ListenPostgres: %v", err)
+	}
+	t.Cleanup(func() { feed.Close() })
+	rec.waitHealth(t, true)
+	return rec
+}
+
+// TestFeedIdlePings: an idle connection is pinged, not dropped: after
+// many ping intervals without a notification the feed has reported no
+// change of health (a new connection would have), and delivers.
+func TestFeedIdlePings(t *testing.T) {
+	t.Parallel()
+	fx := newFeedFixture(t)
+	rec := fx.feedThrough(t, fx.dsn)
+	time.Sleep(400 * time.Millisecond) // 8 ping intervals
+	select {
+	case ok := <-rec.health:
+		// A replaced connection reports false, then true.
+		t.Fatalf("SetFeedHealthy(%v) while idle: the connection was dropped", ok)
+	default:
+	}
+	r := fx.warm(t, "key_idle1")
+	if _, err := fx.a.Revoke(t.Context(), r.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "revocation after an idle spell", func() bool {
+		got, err := fx.cache.LookupDigest(t.Context(), r.Digest)
+		return err == nil && !got.RevokedAt.IsZero()
+	})
+}
+
+// TestFeedPartition: a connection that goes silent without closing (the
+// network drops every packet) is noticed by the health check within the
+// ping interval and timeout, reported unhealthy, and replaced once the
+// network is back.
+func TestFeedPartition(t *testing.T) {
+	t.Parallel()
+	fx := newFeedFixture(t)
+	u, err := url.Parse(fx.dsn)
+	if err != nil {
+		t.Skipf("the test DSN is not a URL (%v); the partition test needs one", err)
+	}
+	proxy := stallproxy.New(t, u.Host)
+	u.Host = proxy.Addr()
+	rec := fx.feedThrough(t, u.String())
+
+	start := time.Now()
+	proxy.SetStalled(true)
+	rec.waitHealth(t, false)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("a silent connection was noticed after %v, want within about 350 ms", took)
+	}
+	proxy.SetStalled(false)
+	rec.waitHealth(t, true)
+	r := fx.warm(t, "key_partition1")
+	if _, err := fx.a.Revoke(t.Context(), r.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	within(t, "revocation after the partition", func() bool {
+		got, err := fx.cache.LookupDigest(t.Context(), r.Digest)
+		return err == nil && !got.RevokedAt.IsZero()
+	})
 }
