@@ -1102,11 +1102,14 @@ func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
 
-var sinkPrincipal *Principal
+// sinkPrincipal keeps the last Principal okHandler saw, so that reading
+// it is not optimised away; atomic, since parallel tests share it.
+var sinkPrincipal atomic.Pointer[Principal]
 
 func okHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		sinkPrincipal, _ = FromContext(r.Context())
+		p, _ := FromContext(r.Context())
+		sinkPrincipal.Store(p)
 	})
 }
 

@@ -891,8 +891,7 @@ func TestFailureBudgetConcurrent(t *testing.T) {
 		}
 		return Principal{}, ErrInvalidCredential
 	}}
-	// Not okHandler: its package-level sink is not for concurrent use.
-	h := mustNew(t, slow, WithRateLimits(limits)).Middleware(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	h := mustNew(t, slow, WithRateLimits(limits)).Middleware(okHandler())
 	const addr = "192.0.2.50:1"
 
 	// One typo, then good requests: they are taken up front and given
