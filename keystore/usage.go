@@ -278,7 +278,7 @@ func (r *UsageRecorder) Observe(_ context.Context, e auth.Event) {
 	if t.IsZero() {
 		t = r.now()
 	}
-	if !r.add(e.KeyID, 1, unixNanos(t), e.ClientAddr) {
+	if !r.add(e.KeyID, 1, unixNanos(t), e.ClientAddr, true) {
 		r.dropped.Add(1)
 	}
 }
@@ -286,9 +286,18 @@ func (r *UsageRecorder) Observe(_ context.Context, e auth.Event) {
 // add counts n requests of key id, the latest at Unix nanoseconds ts (0:
 // unknown) from addr. It reports false if the recorder is full and had no
 // counter for id.
-func (r *UsageRecorder) add(id string, n, ts int64, addr netip.Addr) bool {
+func (r *UsageRecorder) add(id string, n, ts int64, addr netip.Addr, observed bool) bool {
 	sh := &r.shards[maphash.String(r.seed, id)%usageShards]
 	sh.mu.Lock()
+	if observed && r.closed.Load() {
+		// Close began after Observe checked: its final Flush may have
+		// taken this shard already, and would never see this request.
+		// (Close marks the recorder closed before that Flush, which
+		// takes every shard's lock, so a request counted here, under
+		// the lock, while not closed, is in it.)
+		sh.mu.Unlock()
+		return false
+	}
 	c := sh.m[id]
 	if c == nil {
 		if r.keys.Load() >= r.maxKeys {
@@ -372,7 +381,7 @@ func (r *UsageRecorder) Flush(ctx context.Context) error {
 				// Only Flush deletes counters, and this Flush holds
 				// flushMu: every counter is still there, so add
 				// cannot fail.
-				r.add(u.KeyID, u.Requests, unixNanos(u.LastUsedAt), u.ClientAddr)
+				r.add(u.KeyID, u.Requests, unixNanos(u.LastUsedAt), u.ClientAddr, false)
 			}
 			return fmt.Errorf("keystore: usage flush: %d of %d keys not written: %w", len(buf)-start, len(buf), err)
 		}

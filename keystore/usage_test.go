@@ -953,3 +953,41 @@ func ExampleUsageRecorder() {
 	// last client: 203.0.113.7
 	// last used set: true
 }
+
+// TestUsageRecorderCloseRace: requests observed while Close runs are
+// either in its final flush or counted as dropped, never lost between the
+// two.
+func TestUsageRecorderCloseRace(t *testing.T) {
+	t.Parallel()
+	for round := range 20 {
+		r := startRecorder(t, &usageLog{})
+		var observed atomic.Int64
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for g := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					r.Observe(context.Background(), authenticated(fmt.Sprintf("key_%d_%d", g, i%50), usageT0, ""))
+					observed.Add(1)
+				}
+			}()
+		}
+		time.Sleep(time.Millisecond)
+		if err := r.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		wg.Wait()
+		s := r.Stats()
+		if got := int64(s.Flushed + s.Dropped); got != observed.Load() {
+			t.Fatalf("round %d: %d requests observed, %d flushed + %d dropped = %d", round, observed.Load(), s.Flushed, s.Dropped, got)
+		}
+	}
+}
