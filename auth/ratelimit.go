@@ -682,9 +682,24 @@ func (g *Guard) spendMiddleware(method string, l Limit, msg string, find func(*h
 			if !g.limits.resting.Load() {
 				d, err = g.limits.limiter.Allow(r.Context(), b.key, b.lim)
 			}
+			// report tells the Observer about a refused request.
+			report := func(k EventKind, status int, rerr error) {
+				if g.observer == nil {
+					return
+				}
+				e := Event{Kind: k, ClientAddr: b.addr}
+				if b.principal != nil {
+					a, _ := g.clientAddr(r, true)
+					e = principalEvent(k, b.principal, a)
+				}
+				e.Status, e.Err, e.Time = status, rerr, time.Now()
+				g.observer.Observe(r.Context(), e)
+			}
 			if err != nil {
 				if g.limiterFailed(r, b.lim, err) {
-					g.failQuiet(w, r, limiterDown(err))
+					rerr := limiterDown(err)
+					report(EventAuthFailed, http.StatusServiceUnavailable, rerr)
+					g.failQuiet(w, r, rerr)
 					return
 				}
 				next.ServeHTTP(w, r)
@@ -693,15 +708,7 @@ func (g *Guard) spendMiddleware(method string, l Limit, msg string, find func(*h
 			addHeaders(w.Header(), pol, d)
 			if !d.Allowed {
 				rerr := rateLimited(msg, d)
-				if g.observer != nil {
-					e := Event{Kind: EventRateLimited, ClientAddr: b.addr}
-					if b.principal != nil {
-						a, _ := g.clientAddr(r, true)
-						e = principalEvent(EventRateLimited, b.principal, a)
-					}
-					e.Status, e.Err, e.Time = http.StatusTooManyRequests, rerr, time.Now()
-					g.observer.Observe(r.Context(), e)
-				}
+				report(EventRateLimited, http.StatusTooManyRequests, rerr)
 				g.fail(w, r, rerr, "")
 				return
 			}

@@ -958,3 +958,35 @@ func TestLimiterRests(t *testing.T) {
 		t.Errorf("the failing Limiter was called %d times by 20 requests within its rest, want 1", n)
 	}
 }
+
+// TestSpendMiddlewareLimiterDown: with a failing Limiter and FailClosed,
+// Guard.Limit and Guard.LimitByClientAddr answer 503 and report it.
+func TestSpendMiddlewareLimiterDown(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		wrap func(g *Guard) http.Handler
+	}{
+		{"Limit", func(g *Guard) http.Handler { return g.Middleware(g.Limit(PerMinute("exchange", 5))(okHandler())) }},
+		{"LimitByClientAddr", func(g *Guard) http.Handler { return g.LimitByClientAddr(PerMinute("refresh", 5))(okHandler()) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			obs := &recorder{}
+			g := mustNew(t, keyAuth(nil), WithRateLimits(RateLimits{Limiter: &failingLimiter{}, FailClosed: true}), WithObserver(obs), quietLogger())
+			rec := serve(tc.wrap(g), limitedRequest("192.0.2.1:1", goodKey))
+			if rec.Code != http.StatusServiceUnavailable {
+				t.Fatalf("status %d, want 503", rec.Code)
+			}
+			var found bool
+			for _, e := range obs.take() {
+				if e.Kind == EventAuthFailed && e.Status == http.StatusServiceUnavailable && errors.Is(e.Err, ErrUnavailable) {
+					found = true
+				}
+			}
+			if !found {
+				t.Error("no auth.failed 503 event reported")
+			}
+		})
+	}
+}
