@@ -24,7 +24,9 @@
 // These are reports, not requests: a request
 // that authenticates and is then refused by its principal's rate limit is
 // reported twice, as authenticated and as rate limited, and so counts once
-// under outcome="success" and once under outcome="rate_limited". A 429
+// under outcome="success" and once under outcome="rate_limited"; one that
+// authenticates and then finds the rate limiter down, with a Guard that
+// fails closed, counts under "success" and "unavailable". A 429
 // from the per-address failure limit, which comes before authentication,
 // counts once, under method="none". So outcome="success" counts requests
 // that authenticated, not requests that were served.
