@@ -76,6 +76,15 @@ func startRun(t *testing.T, env map[string]string, args ...string) *started {
 // get sends GET path with key as Bearer credential and returns the status.
 func get(t *testing.T, addr, path, key string) int {
 	t.Helper()
+	res := getResponse(t, addr, path, key)
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// getResponse sends GET path with key as Bearer credential and returns
+// the response, whose body the caller closes.
+func getResponse(t *testing.T, addr, path, key string) *http.Response {
+	t.Helper()
 	r, err := http.NewRequest("GET", "http://"+addr+path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -85,8 +94,7 @@ func get(t *testing.T, addr, path, key string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
-	return res.StatusCode
+	return res
 }
 
 // keyLine matches the one line the server prints on standard output.
@@ -335,15 +343,7 @@ func TestRunTrust(t *testing.T) {
 	p := newIdentityProvider(t)
 	s := startRun(t, nil, trustArgs(p.srv.URL, idpIssuer)...)
 	tok := signJWT(t, jwt.SigningMethodEdDSA, p.ed.KID, p.ed.Key, idpClaims(time.Now()), nil)
-	r, err := http.NewRequest("GET", "http://"+s.addr+"/v1/me", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Header.Set("Authorization", "Bearer "+tok)
-	res, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := getResponse(t, s.addr, "/v1/me", tok)
 	defer res.Body.Close()
 	var me map[string]any
 	if err := json.NewDecoder(res.Body).Decode(&me); err != nil || res.StatusCode != 200 {
@@ -473,15 +473,7 @@ func TestBinary(t *testing.T) {
 			t.Fatalf("no \"metrics on\" line:\n%s", p.stderr)
 		}
 		for i, want := range []int{200, 200, 429} {
-			r, err := http.NewRequest("GET", "http://"+p.addr+"/v1/models", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.Header.Set("Authorization", "Bearer "+key)
-			res, err := http.DefaultClient.Do(r)
-			if err != nil {
-				t.Fatal(err)
-			}
+			res := getResponse(t, p.addr, "/v1/models", key)
 			res.Body.Close()
 			if res.StatusCode != want || res.Header.Get("RateLimit-Policy") != `"api_key";q=2;w=60` ||
 				(want == 429) != (res.Header.Get("Retry-After") == "30") || res.Header.Get("WWW-Authenticate") != "" {

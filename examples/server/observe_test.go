@@ -108,15 +108,7 @@ func TestUsageFlushedAtShutdown(t *testing.T) {
 
 	second := startRun(t, nil, args...)
 	defer stopRun(t, second)
-	r, err := http.NewRequest("GET", "http://"+second.addr+"/v1/keys", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Header.Set("Authorization", "Bearer "+key)
-	res, err := http.DefaultClient.Do(r)
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := getResponse(t, second.addr, "/v1/keys", key)
 	defer res.Body.Close()
 	var l list[keyItem]
 	if err := json.NewDecoder(res.Body).Decode(&l); err != nil || len(l.Data) != 1 {
