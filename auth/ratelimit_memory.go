@@ -31,8 +31,8 @@ const DefaultMaxLimiterKeys = 100_000
 // keys therefore costs a bounded amount of memory, and at worst gives
 // keys that had nearly recovered their budget a fresh one early.
 //
-// Allow and Peek never allocate, except when Allow stores a new key and
-// its shard's map grows. A MemoryLimiter starts no goroutine and needs no
+// Allow and Peek never allocate, except when Allow stores a new key (its
+// 8-byte budget, and its shard's map when it grows). A MemoryLimiter starts no goroutine and needs no
 // Close. Create one with [NewMemoryLimiter]; it is safe for concurrent use.
 type MemoryLimiter struct {
 	now    func() time.Time // nil: time.Now
@@ -53,7 +53,7 @@ type limiterKey struct{ name, key string }
 
 type limiterShard struct {
 	mu  sync.Mutex
-	m   map[limiterKey]int64 // theoretical arrival time, ns since base
+	m   map[limiterKey]*int64 // theoretical arrival time, ns since base; a pointer so that Allow looks a key up once
 	cap int
 	_   [40]byte // keep shards on separate cache lines
 }
@@ -159,13 +159,19 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string, lim Limit) (Decisio
 	s := l.shard(key)
 	now := l.clock()
 	s.mu.Lock()
-	tat, found := s.m[k]
-	d, next := gcra(tat, found, now, iv, span, true)
+	p := s.m[k] // one lookup: the budget is updated through p
+	var tat int64
+	if p != nil {
+		tat = *p
+	}
+	d, next := gcra(tat, p != nil, now, iv, span, true)
 	if d.Allowed {
-		if !found {
+		if p == nil {
 			s.makeRoom(now)
+			p = new(int64)
+			s.m[k] = p
 		}
-		s.m[k] = next
+		*p = next
 	}
 	s.mu.Unlock()
 	d.Limit = lim
@@ -182,10 +188,10 @@ func (l *MemoryLimiter) Refund(_ context.Context, key string, lim Limit) error {
 	k := limiterKey{lim.PolicyName(), key}
 	s := l.shard(key)
 	s.mu.Lock()
-	if tat, ok := s.m[k]; ok {
+	if p := s.m[k]; p != nil {
 		// A theoretical arrival time in the past is a full budget:
 		// going further back gives no more.
-		s.m[k] = tat - iv
+		*p -= iv
 	}
 	s.mu.Unlock()
 	return nil
@@ -200,9 +206,13 @@ func (l *MemoryLimiter) Peek(_ context.Context, key string, lim Limit) (Decision
 	k := limiterKey{lim.PolicyName(), key}
 	s := l.shard(key)
 	s.mu.Lock()
-	tat, found := s.m[k]
+	var tat int64
+	p := s.m[k]
+	if p != nil {
+		tat = *p
+	}
 	s.mu.Unlock()
-	if !found {
+	if p == nil {
 		// A full budget, whatever the time: the common case of a
 		// failure budget peeked at for a client that never failed.
 		return Decision{Allowed: true, Limit: lim, Remaining: lim.MaxBurst()}, nil
@@ -236,7 +246,7 @@ func (l *MemoryLimiter) Len() int {
 // (the smallest of the sample), so the shard never exceeds its capacity.
 func (s *limiterShard) makeRoom(now int64) {
 	if s.m == nil {
-		s.m = make(map[limiterKey]int64)
+		s.m = make(map[limiterKey]*int64)
 	}
 	if len(s.m) < s.cap {
 		return
@@ -244,7 +254,7 @@ func (s *limiterShard) makeRoom(now int64) {
 	var sample [32]int64
 	n := 0
 	for _, tat := range s.m {
-		sample[n] = tat
+		sample[n] = *tat
 		if n++; n == len(sample) {
 			break
 		}
@@ -252,7 +262,7 @@ func (s *limiterShard) makeRoom(now int64) {
 	slices.Sort(sample[:n])
 	threshold := max(sample[max(n/8, 1)-1], now)
 	for k, tat := range s.m {
-		if tat <= threshold {
+		if *tat <= threshold {
 			delete(s.m, k)
 		}
 	}
