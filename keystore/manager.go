@@ -360,41 +360,51 @@ func validScope(s string) bool {
 // The returned record may share Scopes and Metadata with the store: treat it
 // as read-only.
 func (m *Manager) Verify(ctx context.Context, presented string) (Record, error) {
-	if _, err := m.format.Parse(presented); err != nil {
+	var rec Record
+	if err := m.verify(ctx, presented, &rec); err != nil {
 		return Record{}, err
 	}
-	rec, err := m.lookup(ctx, presented)
-	if err != nil {
-		return Record{}, err
+	return rec, nil
+}
+
+// verify is Verify into *rec, which the request path reuses so that the
+// record is not copied from call to call.
+func (m *Manager) verify(ctx context.Context, presented string, rec *Record) error {
+	if _, err := m.format.Parse(presented); err != nil {
+		return err
+	}
+	if err := m.lookup(ctx, presented, rec); err != nil {
+		return err
 	}
 	now := m.now()
 	switch {
 	case rec.RevokedBy(now):
-		return Record{}, ErrRevoked
+		return ErrRevoked
 	case rec.Disabled:
-		return Record{}, ErrDisabled
+		return ErrDisabled
 	case rec.ExpiredBy(now):
-		return Record{}, ErrExpired
+		return ErrExpired
 	}
-	m.touch(ctx, &rec, now)
-	return rec, nil
+	m.touch(ctx, rec, now)
+	return nil
 }
 
-func (m *Manager) lookup(ctx context.Context, presented string) (Record, error) {
+func (m *Manager) lookup(ctx context.Context, presented string, rec *Record) error {
 	for i := range m.hasher.Peppers() {
 		d := m.hasher.DigestAt(i, presented)
-		rec, err := m.store.LookupDigest(ctx, d)
+		r, err := m.store.LookupDigest(ctx, d)
 		if err == nil {
-			if !rec.Digest.Equal(d) {
-				return Record{}, errors.New("keystore: store returned a record for another digest")
+			if !r.Digest.Equal(d) {
+				return errors.New("keystore: store returned a record for another digest")
 			}
-			return rec, nil
+			*rec = r
+			return nil
 		}
 		if !errors.Is(err, ErrNotFound) {
-			return Record{}, fmt.Errorf("keystore: look up key: %w", err)
+			return fmt.Errorf("keystore: look up key: %w", err)
 		}
 	}
-	return Record{}, ErrUnknownKey
+	return ErrUnknownKey
 }
 
 // Authenticate implements [auth.Authenticator]: it verifies an API key and
@@ -408,8 +418,8 @@ func (m *Manager) lookup(ctx context.Context, presented string) (Record, error) 
 // The Manager does not implement [auth.Matcher]: under [auth.Dispatch] it is
 // the catch-all that explains what an API key looks like.
 func (m *Manager) Authenticate(ctx context.Context, credential string) (auth.Principal, error) {
-	rec, err := m.Verify(ctx, credential)
-	if err != nil {
+	var rec Record
+	if err := m.verify(ctx, credential, &rec); err != nil {
 		return auth.Principal{}, m.authError(err)
 	}
 	return auth.Principal{
