@@ -33,6 +33,16 @@ func testLimits(l Limiter) RateLimits {
 	}
 }
 
+// Client addresses of the limit scripts (TestGuardRateLimits,
+// TestLimitByClientAddr).
+const (
+	a1      = "192.0.2.1:1234"
+	a2      = "198.51.100.7:80"
+	v6      = "[2001:db8:1:2::1]:443"
+	v6same  = "[2001:db8:1:2:ffff::9]:443" // the same /64 as v6
+	v6other = "[2001:db8:1:3::1]:443"
+)
+
 // limitedRequest is a request from addr (RemoteAddr) carrying cred as a
 // Bearer credential, or none when cred is empty.
 func limitedRequest(addr, cred string) *http.Request {
@@ -98,13 +108,6 @@ func TestGuardRateLimits(t *testing.T) {
 		return Principal{}, ErrInvalidCredential
 	}
 
-	const (
-		a1      = "192.0.2.1:1234"
-		a2      = "198.51.100.7:80"
-		v6      = "[2001:db8:1:2::1]:443"
-		v6same  = "[2001:db8:1:2:ffff::9]:443" // the same /64
-		v6other = "[2001:db8:1:3::1]:443"
-	)
 	type step struct {
 		advance     time.Duration
 		addr, cred  string
