@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/internal/testclock"
 	"github.com/keygate/keygate/keystore"
 )
 
@@ -26,15 +27,7 @@ func TestGuardLimitsBruteForce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := auth.NewMemoryLimiter(auth.WithLimiterClock(c.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := auth.New(m, auth.WithRateLimits(auth.DefaultRateLimits(lim)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h := limitedMiddleware(t, m, c)
 	rng := rand.New(rand.NewPCG(5, 6))
 	counts := map[int]int{}
 	wellFormed := 0
@@ -95,15 +88,7 @@ func TestGuardLimitsKeyOwnLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lim, err := auth.NewMemoryLimiter(auth.WithLimiterClock(c.Now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, err := auth.New(m, auth.WithRateLimits(auth.DefaultRateLimits(lim)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h := limitedMiddleware(t, m, c)
 	do := func(key keystore.Key) *httptest.ResponseRecorder {
 		r := httptest.NewRequest(http.MethodGet, "/v1/models", nil)
 		r.Header.Set("Authorization", "Bearer "+key.Plaintext())
@@ -130,4 +115,19 @@ func TestGuardLimitsKeyOwnLimit(t *testing.T) {
 				w.Header().Values("RateLimit-Policy"), w.Header().Values("RateLimit"), want.status, want.policy, want.limit)
 		}
 	}
+}
+
+// limitedMiddleware is m behind a Guard with DefaultRateLimits, kept by a
+// MemoryLimiter on clock c, in front of a handler that does nothing.
+func limitedMiddleware(t *testing.T, m *keystore.Manager, c *testclock.Clock) http.Handler {
+	t.Helper()
+	lim, err := auth.NewMemoryLimiter(auth.WithLimiterClock(c.Now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := auth.New(m, auth.WithRateLimits(auth.DefaultRateLimits(lim)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 }
