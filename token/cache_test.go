@@ -13,24 +13,11 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/internal/testalloc"
+	"github.com/keygate/keygate/internal/testclock"
 )
 
 // Internal tests of the verified-token cache. Helpers are prefixed fxi so
 // that they cannot collide with other internal test files.
-
-// fxiClock is a settable clock.
-type fxiClock struct{ ns atomic.Int64 }
-
-func newFxiClock() *fxiClock {
-	c := &fxiClock{}
-	c.ns.Store(time.Unix(1_760_000_000, 0).UnixNano())
-	return c
-}
-
-func (c *fxiClock) now() time.Time             { return time.Unix(0, c.ns.Load()) }
-func (c *fxiClock) add(d time.Duration)        { c.ns.Add(int64(d)) }
-func (c *fxiClock) set(t time.Time)            { c.ns.Store(t.UnixNano()) }
-func (c *fxiClock) unix(d time.Duration) int64 { return c.now().Add(d).Unix() }
 
 // fxiCounter is a deterministic io.Reader for keys and token IDs.
 type fxiCounter struct {
@@ -92,7 +79,7 @@ func (k *fxiKeys) CheckKey(_ context.Context, id string) error {
 // fxiSetup is an HS256 issuer and a verifier with a cache of the given
 // size, a signature counter, and the clock both share.
 type fxiSetup struct {
-	clock *fxiClock
+	clock *testclock.Clock
 	iss   *Issuer
 	v     *Verifier
 	rev   *fxiRevocations
@@ -102,20 +89,20 @@ type fxiSetup struct {
 
 func newFxiSetup(t testing.TB, cache int, opts ...VerifierOption) *fxiSetup {
 	t.Helper()
-	s := &fxiSetup{clock: newFxiClock(), rev: &fxiRevocations{revoked: map[string]bool{}}, keys: &fxiKeys{bad: map[string]bool{}}}
+	s := &fxiSetup{clock: testclock.New(time.Unix(1_760_000_000, 0)), rev: &fxiRevocations{revoked: map[string]bool{}}, keys: &fxiKeys{bad: map[string]bool{}}}
 	rnd := &fxiCounter{}
 	k, err := GenerateSigningKey(HS256, rnd)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.iss, err = NewIssuer("https://iss.test", k, WithAudience("api"), WithIssuerClock(s.clock.now), WithIssuerRandom(rnd),
+	s.iss, err = NewIssuer("https://iss.test", k, WithAudience("api"), WithIssuerClock(s.clock.Now), WithIssuerRandom(rnd),
 		WithLifetime(10*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	base := []VerifierOption{
 		WithExpectedIssuer("https://iss.test"), WithExpectedAudience("api"), WithAlgorithms(HS256),
-		WithVerifierClock(s.clock.now), WithCache(cache),
+		WithVerifierClock(s.clock.Now), WithCache(cache),
 	}
 	s.v, err = NewVerifier(s.iss.KeySet(), append(base, opts...)...)
 	if err != nil {
@@ -225,10 +212,10 @@ func TestCacheNeverOutlivesExp(t *testing.T) {
 	s := newFxiSetup(t, 100)
 	ctx := context.Background()
 	tok := s.issue(t, "key_1", "")
-	exp := s.clock.now().Add(10 * time.Minute)
+	exp := s.clock.Now().Add(10 * time.Minute)
 	check := func(when time.Time, wantErr error, wantSigs int64) {
 		t.Helper()
-		s.clock.set(when)
+		s.clock.Set(when)
 		before := s.sigs.Load()
 		_, err := s.v.Authenticate(ctx, tok)
 		if !errors.Is(err, wantErr) && !(err == nil && wantErr == nil) {
@@ -238,7 +225,7 @@ func TestCacheNeverOutlivesExp(t *testing.T) {
 			t.Fatalf("at exp%+v: %d signature checks, want %d", when.Sub(exp), got, wantSigs)
 		}
 	}
-	start := s.clock.now()
+	start := s.clock.Now()
 	check(start, nil, 1)                         // miss: verified and cached
 	check(start.Add(time.Minute), nil, 0)        // hit
 	check(exp.Add(-time.Nanosecond), nil, 0)     // still a hit
