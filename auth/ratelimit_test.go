@@ -993,3 +993,32 @@ func TestSpendMiddlewareLimiterDown(t *testing.T) {
 		})
 	}
 }
+
+// TestObservers: Observers passes each Event to every Observer in order,
+// skips nil ones, flattens nested fan-outs, and is nil when none is left.
+func TestObservers(t *testing.T) {
+	t.Parallel()
+	var got []string
+	named := func(name string) Observer {
+		return ObserverFunc(func(_ context.Context, e Event) { got = append(got, name+":"+e.Kind.String()) })
+	}
+	if o := Observers(); o != nil {
+		t.Errorf("Observers() = %v, want nil", o)
+	}
+	if o := Observers(nil, nil); o != nil {
+		t.Errorf("Observers(nil, nil) = %v, want nil", o)
+	}
+	one := named("a")
+	if o := Observers(nil, one); o == nil {
+		t.Fatal("Observers(nil, a) = nil")
+	}
+	o := Observers(named("a"), nil, Observers(named("b"), named("c")))
+	o.Observe(context.Background(), Event{Kind: EventKeyRevoked})
+	want := []string{"a:key.revoked", "b:key.revoked", "c:key.revoked"}
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered %q, want %q", got, want)
+	}
+	if n := len(o.(multiObserver)); n != 3 {
+		t.Errorf("nested fan-out not flattened: %d observers", n)
+	}
+}
