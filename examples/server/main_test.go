@@ -73,6 +73,16 @@ func startRun(t *testing.T, env map[string]string, args ...string) *started {
 	return nil
 }
 
+// mangle returns key with its last character changed to one it is not,
+// so the result is never the key itself (a fixed replacement would be,
+// one time in 62).
+func mangle(key string) string {
+	if strings.HasSuffix(key, "x") {
+		return key[:len(key)-1] + "y"
+	}
+	return key[:len(key)-1] + "x"
+}
+
 // get sends GET path with key as Bearer credential and returns the status.
 func get(t *testing.T, addr, path, key string) int {
 	t.Helper()
@@ -133,7 +143,7 @@ func TestRun(t *testing.T) {
 			if got := get(t, s.addr, "/v1/models", key); got != http.StatusOK {
 				t.Errorf("GET /v1/models with the printed key = %d", got)
 			}
-			if got := get(t, s.addr, "/v1/me", key[:len(key)-2]+"xx"); got != http.StatusUnauthorized {
+			if got := get(t, s.addr, "/v1/me", mangle(key)); got != http.StatusUnauthorized {
 				t.Errorf("GET /v1/me with a mangled key = %d", got)
 			}
 			// Tokens, for their audit records.
