@@ -99,9 +99,10 @@
 // name of its own, when there is no key ID), and for failures the
 // client's address ([WithClientAddr]; IPv6 grouped by /64). A forged,
 // unknown or truncated key therefore spends only its sender's failure
-// budget, never the real key's. The failure budget is peeked at before the
-// credential is read, so once it is spent a brute-force flood is refused
-// with 429 at the cost of a map lookup, without hashing or a store call. A
+// budget, never the real key's. The failure budget of an address that has
+// failed lately is peeked at before the credential is read, so once it is
+// spent a brute-force flood is refused with 429 at the cost of a map
+// lookup, without hashing or a store call. A
 // key's own limit, [Principal.RateLimit] (stored on the key's record),
 // replaces its method's.
 //
@@ -117,9 +118,13 @@
 // seconds), or closed with [RateLimits.FailClosed] (503). Failing open is
 // the default because the limiter protects capacity, not access: a Redis
 // outage should not take the API down with it. On a successful request
-// the limits cost a peek and a spend in the Limiter and no allocation for
-// an IPv4 client (the RateLimit value is written into the context object
-// the request gets anyway; an IPv6 client's /64 key costs one);
+// from a client that has not failed lately the limits cost one spend in
+// the Limiter (one round trip with a shared Limiter) and no allocation for
+// an IPv4 client: the Guard remembers which addresses and credentials
+// failed within their budget's refill time and peeks only at those
+// ([RateLimits.Failures] says what that costs and allows), and the
+// RateLimit value is written into the context object the request gets
+// anyway (an IPv6 client's /64 key costs one allocation).
 // BenchmarkMiddlewareLimits in package keystore measures them.
 //
 // # Observing

@@ -47,6 +47,17 @@ type RateLimits struct {
 	// it by the burst's size, until the first failure lands. With a
 	// Limiter that cannot refund, every check is a peek. The same holds
 	// for CredentialFailures.
+	//
+	// Cost: the Guard remembers, in a fixed 8 KiB table per budget kind,
+	// which addresses and credentials it saw fail within their budget's
+	// refill time (plus a second), and asks the Limiter only about those:
+	// a client that has not failed lately costs no Limiter call before it
+	// is authenticated. The table may remember too much (two keys can
+	// share a slot: a needless peek) but never forgets early. Failures
+	// seen by other instances sharing the Limiter are not in it, so each
+	// instance authenticates at most one request per address or
+	// credential per refill time before it checks that budget; the
+	// failure is spent from the shared budget all the same.
 	Failures Limit
 	// CredentialFailures limits failed authentications per credential,
 	// whatever the address: a credential that has failed this often (a
@@ -127,9 +138,10 @@ func credentialKey(cred string) string {
 // [Guard.Optional] and [Guard.RequireScopes]) enforce rl. There are no
 // limits by default.
 //
-// For each request the middleware first peeks at the failure budget of
-// the client's address ([WithClientAddr]); when it is spent the request
-// is answered 429 without reading its credential. Otherwise the request
+// For each request the middleware first checks the failure budget of the
+// client's address ([WithClientAddr]), if the address failed lately (see
+// [RateLimits.Failures]); when it is spent the request is answered 429
+// without reading its credential. Otherwise the request
 // is authenticated; a failure with an invalid credential or a malformed
 // request spends from the address's budget. A request that authenticates
 // spends from its principal's budget: the principal's own
@@ -157,9 +169,11 @@ func credentialKey(cred string) string {
 // [Guard.Authenticate] does not apply limits: it is the decision alone.
 // When the Limiter fails, the request proceeds unlimited (fail open, the
 // default, logged at most once every 10 seconds) or is answered 503
-// ([RateLimits.FailClosed]). With limits the middleware allocates once
-// more per successful request (the RateLimit value) when the client
-// address is IPv4 read from RemoteAddr, twice more otherwise.
+// ([RateLimits.FailClosed]). With limits the middleware allocates no more
+// per successful request when the client address is IPv4 read from
+// RemoteAddr and its credential has not failed lately; an IPv6 address
+// (its /64 key) and a credential that failed (its budget key) cost one
+// allocation each.
 //
 // WithRateLimits returns an error from [New] if a limit is invalid
 // ([Limit.Validate]), if a limit is set without a Limiter, or if Failures
@@ -216,11 +230,15 @@ type guardLimits struct {
 	accessToken *limitPolicy
 	failures    *limitPolicy
 	credentials *limitPolicy // RateLimits.CredentialFailures
-	refunder    Refunder     // the limiter, if it can refund; else nil
-	resting     atomic.Bool  // the limiter failed within limiterRest
-	failClosed  bool
-	overrides   policyCache // policies of Principal.RateLimit
-	logged      logLimiter
+	// seenAddrs and seenCreds remember which failure budgets of
+	// addresses and of credentials may be in use; nil without the
+	// budget.
+	seenAddrs, seenCreds *failureFilter
+	refunder             Refunder    // the limiter, if it can refund; else nil
+	resting              atomic.Bool // the limiter failed within limiterRest
+	failClosed           bool
+	overrides            policyCache // policies of Principal.RateLimit
+	logged               logLimiter
 }
 
 // limitPolicy is one Limit with the header values the middleware sends.
@@ -330,6 +348,12 @@ func newGuardLimits(rl RateLimits) (*guardLimits, error) {
 		failures:    newLimitPolicy(rl.Failures),
 		credentials: newLimitPolicy(rl.CredentialFailures),
 		failClosed:  rl.FailClosed,
+	}
+	if gl.failures != nil {
+		gl.seenAddrs = newFailureFilter(gl.failures.limit)
+	}
+	if gl.credentials != nil {
+		gl.seenCreds = newFailureFilter(gl.credentials.limit)
 	}
 	gl.refunder, _ = rl.Limiter.(Refunder)
 	return gl, nil
@@ -754,7 +778,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	// The failure budget of the address, before anything else.
 	var af, cf failureBudget
 	if gl != nil && gl.failures != nil && akey != "" {
-		af = failureBudget{pol: gl.failures, key: akey}
+		af = failureBudget{pol: gl.failures, seen: gl.seenAddrs, filterKey: akey, key: akey}
 		if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
 			g.refuseFailure(w, r, obs, &af, Event{ClientAddr: addr}, start, rerr)
 			return nil
@@ -768,7 +792,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		err = errNoCredentials
 	}
 	if err == nil && gl != nil && gl.credentials != nil {
-		cf = failureBudget{pol: gl.credentials, key: credentialKey(cred)}
+		cf = failureBudget{pol: gl.credentials, seen: gl.seenCreds, filterKey: cred}
 		if rerr := g.checkFailures(ctx, r, &cf, msgTooManyCredentialFailures); rerr != nil {
 			g.settle(ctx, r, &af, false) // the address's reservation
 			g.refuseFailure(w, r, obs, &cf, Event{ClientAddr: addr, Hint: mask(cred)}, start, rerr)
@@ -871,30 +895,54 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 // credential's): checked before the request is authenticated, and spent
 // after, if authentication fails.
 type failureBudget struct {
-	pol      *limitPolicy // nil: no such budget for this request
-	key      string
-	d        Decision // the latest state of the budget
-	peeked   Decision // its state before a request was taken up front
-	checked  bool     // the limiter answered the check
-	reserved bool     // a request was taken up front, to give back unless authentication fails
+	pol  *limitPolicy   // nil: no such budget for this request
+	seen *failureFilter // the budgets of pol that may be in use
+	// filterKey is the key in seen: the address's budget key, or the
+	// credential itself, which never leaves the process.
+	filterKey string
+	key       string   // the budget's key at the Limiter; see budgetKey
+	d         Decision // the latest state of the budget
+	decided   bool     // d holds a Limiter's answer
+	peeked    Decision // its state before a request was taken up front
+	checked   bool     // the limiter answered the check
+	reserved  bool     // a request was taken up front, to give back unless authentication fails
 }
 
-// checkFailures checks b before authentication. A budget that is spent
-// refuses the request (429). A budget in use (some failures, not yet
-// refilled) with a Limiter that can refund has this request taken from it
-// up front, so that concurrent requests cannot all slip past a nearly
-// spent budget. A Limiter error refuses the request if the Guard fails
-// closed (503), and leaves b unchecked otherwise. A full budget, a
-// client's usual state, costs one Peek.
+// budgetKey returns the key of b's budget at the Limiter: the address's
+// key, or for a credential its hash ([credentialKey]), worked out the
+// first time it is needed.
+func (b *failureBudget) budgetKey() string {
+	if b.key == "" {
+		b.key = credentialKey(b.filterKey)
+	}
+	return b.key
+}
+
+// checkFailures checks b before authentication. A budget that this Guard
+// has not seen spent from within its refill time ([failureFilter]), a
+// client's usual state, is taken to be full without asking the Limiter. A
+// budget that is spent refuses the request (429). A budget in use (some
+// failures, not yet refilled) with a Limiter that can refund has this
+// request taken from it up front, so that concurrent requests cannot all
+// slip past a nearly spent budget. A Limiter error refuses the request if
+// the Guard fails closed (503), and leaves b unchecked otherwise.
 func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBudget, msg string) error {
 	gl := g.limits
 	if gl.resting.Load() {
 		return g.restingFailure(r, b.pol.limit)
 	}
-	d, err := gl.limiter.Peek(ctx, b.key, b.pol.limit)
+	if !b.seen.marked(b.filterKey) {
+		b.checked = true // taken to be full, without a Decision
+		return nil
+	}
+	key := b.budgetKey()
+	d, err := gl.limiter.Peek(ctx, key, b.pol.limit)
+	if err == nil && d.Remaining < d.Limit.MaxBurst() {
+		b.seen.mark(b.filterKey) // in use, perhaps by another instance
+	}
 	if gl.refunder != nil && err == nil && d.Allowed && d.Remaining < d.Limit.MaxBurst() {
 		b.peeked = d
-		d, err = gl.limiter.Allow(ctx, b.key, b.pol.limit)
+		d, err = gl.limiter.Allow(ctx, key, b.pol.limit)
 		b.reserved = err == nil && d.Allowed
 	}
 	switch {
@@ -907,40 +955,44 @@ func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBu
 		b.d = d
 		return rateLimited(msg, d)
 	}
-	b.d, b.checked = d, true
+	b.d, b.decided, b.checked = d, true, true
 	return nil
 }
 
 // settle finishes b once authentication is over: it spends a request
 // from b if authentication failed and none was taken up front, and gives
 // back the one taken up front if it did not fail. It reports whether b was
-// checked, so that its header fields belong in the response.
+// checked and the Limiter has told its state (b.d), so that its header
+// fields belong in the response.
 func (g *Guard) settle(ctx context.Context, r *http.Request, b *failureBudget, failed bool) bool {
 	if !b.checked {
 		return false
 	}
 	gl := g.limits
+	if failed {
+		b.seen.mark(b.filterKey)
+	}
 	if gl.resting.Load() {
 		g.restingFailure(r, b.pol.limit)
-		return true
+		return b.decided
 	}
 	switch {
 	case failed && !b.reserved:
-		d, err := gl.limiter.Allow(ctx, b.key, b.pol.limit)
+		d, err := gl.limiter.Allow(ctx, b.budgetKey(), b.pol.limit)
 		if err != nil {
 			g.limiterFailed(r, b.pol.limit, err)
 		} else {
-			b.d = d
+			b.d, b.decided = d, true
 		}
 	case !failed && b.reserved:
 		b.reserved = false
-		if err := gl.refunder.Refund(ctx, b.key, b.pol.limit); err != nil {
+		if err := gl.refunder.Refund(ctx, b.budgetKey(), b.pol.limit); err != nil {
 			g.limiterFailed(r, b.pol.limit, err)
 		} else {
 			b.d = b.peeked
 		}
 	}
-	return true
+	return b.decided
 }
 
 // refuseFailure answers a request that failure budget b refused before

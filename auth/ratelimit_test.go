@@ -621,9 +621,11 @@ func TestObserverEvents(t *testing.T) {
 }
 
 // TestObserverAllocs: a no-op Observer adds no allocation to the success
-// path, and rate limits add one for an IPv4 client: the per-credential
-// failure budget's key. The RateLimit value lives in the context object
-// the success path allocates anyway.
+// path, and neither do rate limits for an IPv4 client that has not failed:
+// the RateLimit value lives in the context object the success path
+// allocates anyway, and the failure budgets are not looked at. A client
+// whose credential failed lately costs one more (its budget's key), and an
+// IPv6 client one more (its /64 key).
 func TestObserverAllocs(t *testing.T) {
 	nop := ObserverFunc(func(context.Context, Event) {})
 	l, err := NewMemoryLimiter()
@@ -634,29 +636,29 @@ func TestObserverAllocs(t *testing.T) {
 	rl.APIKey = Limit{Name: "api_key", Requests: 1 << 30, Period: time.Minute}
 	w := &nopWriter{h: http.Header{}}
 	r := limitedRequest("192.0.2.1:1234", goodKey)
-	measure := func(opts ...Option) float64 {
-		h := mustNew(t, fixedAuth(alice, nil), opts...).Middleware(okHandler())
+	measureGuard := func(g *Guard) float64 {
+		h := g.Middleware(okHandler())
 		return testalloc.Min(100, func() { h.ServeHTTP(w, r); clear(w.h) })
 	}
+	measure := func(opts ...Option) float64 { return measureGuard(mustNew(t, fixedAuth(alice, nil), opts...)) }
 	base := measure()
 	if got := measure(WithObserver(nop)); got != base {
 		t.Errorf("with a no-op Observer: %v allocations, without %v", got, base)
 	}
-	if got := measure(WithRateLimits(rl)); got != base+1 {
-		t.Errorf("with rate limits: %v allocations, without %v; want one more", got, base)
+	if got := measure(WithRateLimits(rl)); got != base {
+		t.Errorf("with rate limits: %v allocations, without %v", got, base)
 	}
-	if got := measure(WithRateLimits(rl), WithObserver(nop)); got != base+1 {
-		t.Errorf("with rate limits and an Observer: %v allocations, without %v; want one more", got, base)
+	if got := measure(WithRateLimits(rl), WithObserver(nop)); got != base {
+		t.Errorf("with rate limits and an Observer: %v allocations, without %v", got, base)
 	}
-	noCred := rl
-	noCred.CredentialFailures = Limit{}
-	if got := measure(WithRateLimits(noCred)); got != base {
-		t.Errorf("with rate limits but no credential budget: %v allocations, without %v", got, base)
+	g := mustNew(t, fixedAuth(alice, nil), WithRateLimits(rl))
+	g.limits.seenCreds.mark(goodKey)
+	if got := measureGuard(g); got != base+1 {
+		t.Errorf("with rate limits, a credential that failed lately: %v allocations, without %v; want one more", got, base)
 	}
-	// An IPv6 client costs one more: its /64 key.
 	r = limitedRequest("[2001:db8::1]:1234", goodKey)
-	if got := measure(WithRateLimits(rl)); got != base+2 {
-		t.Errorf("with rate limits, IPv6: %v allocations, without %v; want two more", got, base)
+	if got := measure(WithRateLimits(rl)); got != base+1 {
+		t.Errorf("with rate limits, IPv6: %v allocations, without %v; want one more", got, base)
 	}
 }
 
