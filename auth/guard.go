@@ -32,6 +32,7 @@ type Guard struct {
 	limits     *guardLimits                   // nil: no rate limits
 	addrFunc   func(*http.Request) netip.Addr // nil: parse RemoteAddr
 	observer   Observer                       // nil: report nothing
+	classes    classMemo                      // the classes of recent *Error values
 }
 
 // extractor is an Extractor with its capped form found once, at New.
@@ -469,7 +470,7 @@ func (g *Guard) fail(w http.ResponseWriter, r *http.Request, err error, cred str
 	if cred != "" {
 		err = redactMessage(err, cred)
 	}
-	g.answer(w, r, err, classify(err), cred, true)
+	g.answer(w, r, err, g.classes.classify(err), cred, true)
 }
 
 // answer answers a failed request whose error has been redacted and

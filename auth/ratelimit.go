@@ -810,7 +810,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		if cred != "" {
 			err = redactMessage(err, cred)
 		}
-		c := classify(err)
+		c := g.classes.classify(err)
 		failed := countsAsFailure(c)
 		h := w.Header()
 		if g.settle(ctx, r, &af, failed) {

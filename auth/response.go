@@ -3,11 +3,14 @@ package auth
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // ErrorHandler writes the response to a request whose authentication
@@ -60,6 +63,41 @@ func classify(err error) *errorClass {
 		return &errorClasses[i]
 	}
 	return &errorClasses[1] // ErrUnavailable
+}
+
+// classMemo remembers the class of the last few [*Error] values classified,
+// by identity: an Authenticator that answers with prebuilt errors (the
+// keystore Manager does, one per reason a key fails) has each walked once,
+// not on every request. An *Error is taken to be immutable once returned,
+// as errors are. A memo holds at most classMemoSlots errors, keeping them
+// alive; it is safe for concurrent use, and its zero value is ready.
+type classMemo struct {
+	slots [classMemoSlots]atomic.Pointer[classMemoEntry]
+}
+
+const classMemoSlots = 16
+
+type classMemoEntry struct {
+	err   *Error
+	class *errorClass
+}
+
+// classify is [classify], remembered when err is an *Error. Remembering a
+// new error costs one small allocation.
+func (m *classMemo) classify(err error) *errorClass {
+	e, ok := err.(*Error)
+	if !ok || e == nil {
+		return classify(err)
+	}
+	// The address of a live object does not change, and the entry keeps
+	// e alive, so no other *Error can have its address while it is here.
+	s := &m.slots[(uintptr(unsafe.Pointer(e))>>4)%classMemoSlots]
+	if x := s.Load(); x != nil && x.err == e {
+		return x.class
+	}
+	c := classify(err)
+	s.Store(&classMemoEntry{e, c})
+	return c
 }
 
 // rank returns the index in errorClasses of the first sentinel that err
@@ -256,11 +294,13 @@ func (j *jsonErrors) write(w http.ResponseWriter, err error, c *errorClass) {
 const maxCachedBodies = 256
 
 // bodyCache keeps the rendered JSON bodies of error responses, so that
-// rejecting a request does not marshal JSON each time. It is safe for
+// rejecting a request does not marshal JSON each time. Reads take no lock:
+// the map is never modified once published, and a new body is added to a
+// copy (at most maxCachedBodies times in a handler's life). It is safe for
 // concurrent use; a body it returns is shared and must not be modified.
 type bodyCache struct {
-	mu sync.RWMutex
-	m  map[bodyKey][]byte
+	m  atomic.Pointer[map[bodyKey][]byte]
+	mu sync.Mutex // serialises writers
 }
 
 type bodyKey struct {
@@ -270,22 +310,40 @@ type bodyKey struct {
 
 func (bc *bodyCache) get(c *errorClass, msg string) []byte {
 	k := bodyKey{c, msg}
-	bc.mu.RLock()
-	b, ok := bc.m[k]
-	bc.mu.RUnlock()
-	if ok {
+	if m := bc.m.Load(); m != nil {
+		if b, ok := (*m)[k]; ok {
+			return b
+		}
+	}
+	b := renderBody(c, msg)
+	bc.mu.Lock()
+	defer bc.mu.Unlock()
+	old := bc.m.Load()
+	if old != nil && len(*old) >= maxCachedBodies {
 		return b
 	}
-	b = renderBody(c, msg)
-	bc.mu.Lock()
-	if bc.m == nil {
-		bc.m = make(map[bodyKey][]byte)
+	if old != nil {
+		if cached, ok := (*old)[k]; ok {
+			return cached // another writer got here first
+		}
 	}
-	if len(bc.m) < maxCachedBodies {
-		bc.m[k] = b
+	m := map[bodyKey][]byte{}
+	if old != nil {
+		m = maps.Clone(*old)
 	}
-	bc.mu.Unlock()
+	m[k] = b
+	bc.m.Store(&m)
 	return b
+}
+
+// len returns how many bodies bc holds.
+func (bc *bodyCache) len() int { return lenOf(bc.m.Load()) }
+
+func lenOf(m *map[bodyKey][]byte) int {
+	if m == nil {
+		return 0
+	}
+	return len(*m)
 }
 
 // renderBody returns the JSON body of an error response of class c.

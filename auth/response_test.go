@@ -236,11 +236,45 @@ func TestErrorBodyCacheBounded(t *testing.T) {
 			t.Fatalf("body for %q = %+v", msg, got)
 		}
 	}
-	if n := len(bc.m); n != maxCachedBodies {
+	if n := bc.len(); n != maxCachedBodies {
 		t.Fatalf("cache holds %d bodies, want the bound %d", n, maxCachedBodies)
 	}
 	// A cached body is returned again, not re-rendered.
 	if a, b := bc.get(c, "message 0"), bc.get(c, "message 0"); &a[0] != &b[0] {
 		t.Fatal("a cached body was rendered again")
+	}
+}
+
+// TestClassMemo: remembered classes are the classes classify finds, for
+// errors that share a slot too, and a remembered *Error costs no
+// allocation.
+func TestClassMemo(t *testing.T) {
+	errs := []error{
+		&Error{Kind: ErrInvalidCredential, Message: "bad key"},
+		&Error{Kind: ErrInvalidCredential, Err: fmt.Errorf("%w: %w", ErrUnavailable, errors.New("db down"))}, // fails closed
+		&Error{Kind: ErrMalformedRequest},
+		&Error{Kind: ErrRateLimited, Err: errors.Join(errors.New("x"), ErrInternal)},
+		&Error{Err: errors.New("no kind")},
+		ErrNoCredentials,                          // not an *Error: not remembered
+		fmt.Errorf("w: %w", ErrInsufficientScope), // nor this
+		(*Error)(nil),
+	}
+	// Enough *Errors that some share a slot.
+	for i := range 3 * classMemoSlots {
+		kind := []error{ErrInvalidCredential, ErrInsufficientScope, ErrUnavailable}[i%3]
+		errs = append(errs, &Error{Kind: kind, Message: fmt.Sprint(i)})
+	}
+	var m classMemo
+	for round := range 3 {
+		for i, err := range errs {
+			if got, want := m.classify(err), classify(err); got != want {
+				t.Fatalf("round %d, error %d (%v): class %s, want %s", round, i, err, got.code, want.code)
+			}
+		}
+	}
+	e := errs[1]
+	m.classify(e)
+	if n := testalloc.Min(100, func() { m.classify(e) }); n != 0 {
+		t.Errorf("classifying a remembered *Error allocates %v times, want 0", n)
 	}
 }

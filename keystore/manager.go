@@ -53,6 +53,7 @@ type Manager struct {
 
 type rejection struct {
 	cause error
+	exact error // the Format's own error for cause, if it has one
 	err   *auth.Error
 }
 
@@ -209,23 +210,24 @@ func NewManager(store Store, opts ...ManagerOption) (*Manager, error) {
 // message that says what a key looks like, which reveals nothing about the
 // store.
 func (m *Manager) buildRejections() []rejection {
-	p := m.format.Prefix()
-	malformed := func(reason error, msg string) rejection {
-		return rejection{reason, &auth.Error{
+	f := m.format.or()
+	p := f.Prefix()
+	malformed := func(reason, exact error, msg string) rejection {
+		return rejection{reason, exact, &auth.Error{
 			Kind:    auth.ErrInvalidCredential,
 			Message: msg,
 			Err:     fmt.Errorf("%w: %w", ErrMalformedKey, reason),
 		}}
 	}
 	invalid := func(reason error) rejection {
-		return rejection{reason, &auth.Error{Kind: auth.ErrInvalidCredential, Err: reason}}
+		return rejection{reason, nil, &auth.Error{Kind: auth.ErrInvalidCredential, Err: reason}}
 	}
 	return []rejection{
-		malformed(ErrPrefix, fmt.Sprintf("Malformed API key: API keys start with %s.", p)),
-		malformed(ErrLength, fmt.Sprintf("Malformed API key: API keys are %d characters long and start with %s.", m.format.Len(), p)),
-		malformed(ErrCharset, "Malformed API key: it contains a character that is not a letter or a digit. Check for spaces, quotes or line breaks copied with it."),
-		malformed(ErrChecksum, "Malformed API key: its checksum does not match, so it was mistyped or cut short. Copy the whole key again."),
-		malformed(ErrMalformedKey, "Malformed API key."),
+		malformed(ErrPrefix, f.errPrefix, fmt.Sprintf("Malformed API key: API keys start with %s.", p)),
+		malformed(ErrLength, f.errLength, fmt.Sprintf("Malformed API key: API keys are %d characters long and start with %s.", m.format.Len(), p)),
+		malformed(ErrCharset, f.errChars, "Malformed API key: it contains a character that is not a letter or a digit. Check for spaces, quotes or line breaks copied with it."),
+		malformed(ErrChecksum, f.errSum, "Malformed API key: its checksum does not match, so it was mistyped or cut short. Copy the whole key again."),
+		malformed(ErrMalformedKey, nil, "Malformed API key."),
 		invalid(ErrUnknownKey),
 		invalid(ErrRevoked),
 		invalid(ErrExpired),
@@ -434,6 +436,13 @@ func (m *Manager) Authenticate(ctx context.Context, credential string) (auth.Pri
 }
 
 func (m *Manager) authError(err error) error {
+	// The errors verify returns are these values themselves; the
+	// rejections' types are comparable, so == cannot panic.
+	for _, r := range m.rejections {
+		if err == r.cause || (r.exact != nil && err == r.exact) {
+			return r.err
+		}
+	}
 	for _, r := range m.rejections {
 		if errors.Is(err, r.cause) {
 			return r.err

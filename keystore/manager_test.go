@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -552,6 +553,47 @@ func TestManagerAuthenticate(t *testing.T) {
 	}
 	if logs.Len() != 0 && strings.Contains(logs.String(), good.Plaintext()) {
 		t.Fatalf("the manager logged a key: %s", logs.String())
+	}
+}
+
+// TestManagerAuthenticateMalformed: each way a key is malformed gets the
+// message that explains it, under the Manager's own format, and the
+// reason's sentinel as the cause.
+func TestManagerAuthenticateMalformed(t *testing.T) {
+	t.Parallel()
+	for _, prefix := range []string{"halfred", "acme"} {
+		format, err := keystore.NewFormat(keystore.WithPrefix(prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := newManager(t, keystore.NewMemoryStore(), newClock(), keystore.WithFormat(format))
+		k, _ := format.Generate()
+		key := k.Plaintext()
+		// One character of the random part changed: CRC-32 catches
+		// every one-byte change, so the checksum cannot match.
+		i := len(format.Prefix())
+		typo := key[:i] + map[bool]string{true: "b", false: "a"}[key[i] == 'a'] + key[i+1:]
+		tests := []struct {
+			name, key string
+			cause     error
+			msg       string // in the public message
+		}{
+			{"prefix", "sk-" + key, keystore.ErrPrefix, "API keys start with " + prefix + "_."},
+			{"length", key + "0", keystore.ErrLength, "API keys are " + strconv.Itoa(len(key)) + " characters long"},
+			{"charset", key[:len(key)-1] + "-", keystore.ErrCharset, "not a letter or a digit"},
+			{"checksum", typo, keystore.ErrChecksum, "checksum does not match"},
+		}
+		for _, tt := range tests {
+			_, err := m.Authenticate(context.Background(), tt.key)
+			var ae *auth.Error
+			if !errors.As(err, &ae) || !errors.Is(err, auth.ErrInvalidCredential) || !errors.Is(err, tt.cause) || !errors.Is(err, keystore.ErrMalformedKey) {
+				t.Errorf("%s, %s: error %v, want ErrInvalidCredential caused by %v", prefix, tt.name, err, tt.cause)
+				continue
+			}
+			if !strings.Contains(ae.Message, tt.msg) {
+				t.Errorf("%s, %s: message %q lacks %q", prefix, tt.name, ae.Message, tt.msg)
+			}
+		}
 	}
 }
 
