@@ -731,7 +731,9 @@ func FuzzClientAddr(f *testing.F) {
 
 // BenchmarkGuardLimits measures what rate limits and an Observer add to
 // the middleware's success path, with an Authenticator that costs nothing,
-// so that the difference is the limits' own cost.
+// so that the difference is the limits' own cost. Run it with:
+//
+//	go test -run '^$' -bench GuardLimits -benchmem ./auth/
 func BenchmarkGuardLimits(b *testing.B) {
 	l, err := NewMemoryLimiter()
 	if err != nil {
@@ -750,9 +752,17 @@ func BenchmarkGuardLimits(b *testing.B) {
 		{"on, IPv6", []Option{WithRateLimits(rl)}, "[2001:db8::1]:1234"},
 		{"observer", []Option{WithObserver(nop)}, "192.0.2.1:1234"},
 		{"on+observer", []Option{WithRateLimits(rl), WithObserver(nop)}, "192.0.2.1:1234"},
+		// A client whose address and credential failed lately: both
+		// failure budgets are peeked at.
+		{"on, failed lately", []Option{WithRateLimits(rl)}, "192.0.2.1:1234"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			h := mustNew(b, fixedAuth(alice, nil), bc.opts...).Middleware(okHandler())
+			g := mustNew(b, fixedAuth(alice, nil), bc.opts...)
+			if bc.name == "on, failed lately" {
+				g.limits.seenAddrs.mark("192.0.2.1")
+				g.limits.seenCreds.mark(goodKey)
+			}
+			h := g.Middleware(okHandler())
 			r := limitedRequest(bc.addr, goodKey)
 			w := &nopWriter{h: http.Header{}}
 			b.ReportAllocs()

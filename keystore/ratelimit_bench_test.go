@@ -16,9 +16,10 @@ import (
 // BenchmarkMiddlewareLimits measures what rate limits add to the
 // middleware's valid-key path: the same Manager, MemoryStore and key,
 // behind a Guard without limits ("off") and one with a MemoryLimiter
-// ("on": a failure limit per address, peeked at on every request, and a
-// per-key limit spent on every request, high enough never to refuse), and
-// with an Observer that does nothing. Run it with:
+// ("on": DefaultRateLimits, whose failure budgets a client that has not
+// failed does not reach, and a per-key limit spent on every request, high
+// enough never to refuse), and with an Observer that does nothing. Run it
+// with:
 //
 //	go test -run '^$' -bench MiddlewareLimits -benchmem ./keystore/
 func BenchmarkMiddlewareLimits(b *testing.B) {
