@@ -39,20 +39,20 @@ type RateLimits struct {
 	// addresses are grouped by /64. The zero Limit means no limit.
 	//
 	// Concurrent requests: with a Limiter that implements [Refunder] (as
-	// [MemoryLimiter] and auth/redislimit's do), once an address has failed its requests are
-	// taken from the budget before they are authenticated and given back
-	// if they do not fail, so a burst of concurrent guesses cannot slip
-	// past a nearly spent budget. A full budget (no failure to refill) is
-	// only peeked at, so the first burst from a quiet address can exceed
-	// it by the burst's size, until the first failure lands. With a
-	// Limiter that cannot refund, every check is a peek. The same holds
-	// for CredentialFailures.
+	// [MemoryLimiter] and auth/redislimit's do), once an address has
+	// failed its requests are taken from the budget before they are
+	// authenticated and given back if they do not fail, so a burst of
+	// concurrent guesses cannot slip past a nearly spent budget. A full
+	// budget (no failure to refill) is not taken from up front, so the
+	// first burst from a quiet address can exceed it by the burst's size,
+	// until the first failure lands. With a Limiter that cannot refund,
+	// every check is a peek. The same holds for CredentialFailures.
 	//
 	// Cost: the Guard remembers, in a fixed 8 KiB table per budget kind,
-	// which addresses and credentials it saw fail within their budget's
-	// refill time (plus a second), and asks the Limiter only about those:
-	// a client that has not failed lately costs no Limiter call before it
-	// is authenticated. The table may remember too much (two keys can
+	// which addresses and credentials it saw fail (or found in use) within
+	// their budget's refill time (plus a second), and asks the Limiter
+	// only about those: a client that has not failed lately costs no
+	// Limiter call before it is authenticated. The table may remember too much (two keys can
 	// share a slot: a needless peek) but never forgets early. Failures
 	// seen by other instances sharing the Limiter are not in it, so each
 	// instance authenticates at most one request per address or
