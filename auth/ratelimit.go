@@ -937,10 +937,11 @@ func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBu
 	}
 	key := b.budgetKey()
 	d, err := gl.limiter.Peek(ctx, key, b.pol.limit)
-	if err == nil && d.Remaining < d.Limit.MaxBurst() {
-		b.seen.mark(b.filterKey) // in use, perhaps by another instance
+	inUse := err == nil && d.Remaining < d.Limit.MaxBurst()
+	if inUse {
+		b.seen.mark(b.filterKey) // perhaps by another instance
 	}
-	if gl.refunder != nil && err == nil && d.Allowed && d.Remaining < d.Limit.MaxBurst() {
+	if inUse && d.Allowed && gl.refunder != nil {
 		b.peeked = d
 		d, err = gl.limiter.Allow(ctx, key, b.pol.limit)
 		b.reserved = err == nil && d.Allowed
