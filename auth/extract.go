@@ -266,17 +266,24 @@ func (e *headerExtractor) extract(r *http.Request, max int) (string, error) {
 // commas and backslashes.
 func isCredentialToken(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e {
-			return false
-		}
-		switch c {
-		case '"', '\'', ',', '\\':
+		if !credentialTokenChars[s[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// credentialTokenChars marks the bytes [isCredentialToken] accepts.
+var credentialTokenChars = func() (t [256]bool) {
+	for c := 0x21; c <= 0x7e; c++ {
+		switch c {
+		case '"', '\'', ',', '\\':
+		default:
+			t[c] = true
+		}
+	}
+	return t
+}()
 
 // CookieExtractor returns an [Extractor] that reads the credential from the
 // cookie name. It is not among a [Guard]'s default extractors, and should
