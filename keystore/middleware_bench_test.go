@@ -136,6 +136,9 @@ func BenchmarkMiddleware(b *testing.B) {
 	for _, wr := range []writer{recorderWriter, discardWriter} {
 		b.Run(wr.name+"/bare", func(b *testing.B) { wr.serve(b, okHandler, "", 200) })
 		b.Run(wr.name+"/floor", func(b *testing.B) { wr.serve(b, s.floor, s.floorKey, 200) })
+		// The floor's own rejection of the malformed key: it hashes the
+		// key and misses, then answers with http.Error.
+		b.Run(wr.name+"/floor-malformed", func(b *testing.B) { wr.serve(b, s.floor, s.malformed, 401) })
 		for _, t := range s.targets {
 			b.Run(wr.name+"/keygate-"+t.name+"-valid", func(b *testing.B) { wr.serve(b, t.handler, t.valid, 200) })
 			b.Run(wr.name+"/keygate-"+t.name+"-unknown", func(b *testing.B) { wr.serve(b, t.handler, s.unknown, 401) })
