@@ -52,12 +52,12 @@ type RateLimits struct {
 	// which addresses and credentials it saw fail (or found in use) within
 	// their budget's refill time (plus a second), and asks the Limiter
 	// only about those: a client that has not failed lately costs no
-	// Limiter call before it is authenticated. The table may remember too much (two keys can
-	// share a slot: a needless peek) but never forgets early. Failures
-	// seen by other instances sharing the Limiter are not in it, so each
-	// instance authenticates at most one request per address or
-	// credential per refill time before it checks that budget; the
-	// failure is spent from the shared budget all the same.
+	// Limiter call before it is authenticated. The table may remember too
+	// much (two keys can share a slot: a needless peek) but never forgets
+	// early. Failures seen by other instances sharing the Limiter are not
+	// in it, so each instance authenticates at most one request per
+	// address or credential per refill time before it checks that budget;
+	// the failure is spent from the shared budget all the same.
 	Failures Limit
 	// CredentialFailures limits failed authentications per credential,
 	// whatever the address: a credential that has failed this often (a
@@ -904,7 +904,7 @@ type failureBudget struct {
 	d         Decision // the latest state of the budget
 	decided   bool     // d holds a Limiter's answer
 	peeked    Decision // its state before a request was taken up front
-	checked   bool     // the limiter answered the check
+	checked   bool     // the budget was checked: the Limiter answered, or the filter took it to be full
 	reserved  bool     // a request was taken up front, to give back unless authentication fails
 }
 
