@@ -337,13 +337,11 @@ func (bc *bodyCache) get(c *errorClass, msg string) []byte {
 }
 
 // len returns how many bodies bc holds.
-func (bc *bodyCache) len() int { return lenOf(bc.m.Load()) }
-
-func lenOf(m *map[bodyKey][]byte) int {
-	if m == nil {
-		return 0
+func (bc *bodyCache) len() int {
+	if m := bc.m.Load(); m != nil {
+		return len(*m)
 	}
-	return len(*m)
+	return 0
 }
 
 // renderBody returns the JSON body of an error response of class c.
