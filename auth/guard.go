@@ -33,6 +33,7 @@ type Guard struct {
 	addrFunc   func(*http.Request) netip.Addr // nil: parse RemoteAddr
 	observer   Observer                       // nil: report nothing
 	classes    classMemo                      // the classes of recent *Error values
+	principals *principalTable                // shared with the requests' contexts
 }
 
 // extractor is an Extractor with its capped form found once, at New.
@@ -180,13 +181,14 @@ func New(a Authenticator, opts ...Option) (*Guard, error) {
 		return nil, c.err
 	}
 	g := &Guard{
-		authn:    a,
-		max:      c.max,
-		handler:  c.handler,
-		logger:   c.logger,
-		limits:   c.limits,
-		addrFunc: c.clientAddr,
-		observer: c.observer,
+		authn:      a,
+		max:        c.max,
+		handler:    c.handler,
+		logger:     c.logger,
+		limits:     c.limits,
+		addrFunc:   c.clientAddr,
+		observer:   c.observer,
+		principals: newPrincipalTable(),
 	}
 	if g.handler == nil {
 		g.json = newJSONErrors(c.realm)

@@ -21,9 +21,12 @@ const (
 // Principal is the authenticated caller of one request.
 //
 // A Principal is a plain value: an [Authenticator] returns it, the
-// middleware stores a copy in the request context, and [FromContext] returns
-// a pointer to that copy. Scopes may share memory with the store's record;
-// treat the Principal, and the slice, as read-only.
+// middleware stores an equal Principal in the request context, and
+// [FromContext] returns a pointer to it. That Principal may be shared with
+// other requests of the same caller (the middleware keeps one per caller
+// rather than copying it into every request), and Scopes may share memory
+// with the store's record: treat the Principal, and the slice, as
+// read-only.
 type Principal struct {
 	// Method is how the caller authenticated.
 	Method Method
@@ -78,16 +81,17 @@ func (p *Principal) MissingScopes(required ...string) []string {
 // this package, so no other package can read or overwrite the value.
 type principalKey struct{}
 
-// principalContext carries a Principal by value so that attaching it to a
-// request costs a single allocation (the context and the Principal together).
+// principalContext carries a Principal that is never modified: one the
+// middleware shares between requests ([principalTable]), or a copy of its
+// own.
 type principalContext struct {
 	context.Context
-	p Principal
+	p *Principal
 }
 
 func (c *principalContext) Value(key any) any {
 	if key == (principalKey{}) {
-		return &c.p
+		return c.p
 	}
 	return c.Context.Value(key)
 }
@@ -102,18 +106,14 @@ func NewContext(ctx context.Context, p *Principal) context.Context {
 	if p == nil {
 		return ctx
 	}
-	return &principalContext{Context: ctx, p: *p}
-}
-
-// newContext is NewContext for the middleware's hot path: it takes the value
-// the Authenticator returned, without another copy.
-func newContext(ctx context.Context, p Principal) context.Context {
-	return &principalContext{Context: ctx, p: p}
+	c := *p
+	return &principalContext{Context: ctx, p: &c}
 }
 
 // FromContext returns the Principal that the middleware, or [NewContext],
 // stored in ctx, and whether there was one. The result is shared by every
-// caller that reads the same context: do not modify it.
+// caller that reads the same context, and the middleware's by other
+// requests of the same caller: do not modify it.
 func FromContext(ctx context.Context) (*Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(*Principal)
 	return p, ok

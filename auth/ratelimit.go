@@ -626,7 +626,7 @@ func countsAsFailure(c *errorClass) bool {
 
 // limitedContext is the context of a limited request: the Principal, and
 // the RateLimit header field's value with the bytes behind it, so that
-// all of them take one allocation. The bytes are written once, before the
+// they take one allocation. The bytes are written once, before the
 // string is made, and never again.
 type limitedContext struct {
 	principalContext
@@ -870,8 +870,9 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	}
 
 	var pctx context.Context
+	sp := g.principals.shared(&p)
 	if pol != nil {
-		lc := &limitedContext{principalContext: principalContext{Context: ctx, p: p}}
+		lc := &limitedContext{principalContext: principalContext{Context: ctx, p: sp}}
 		v := pol.appendValue(lc.buf[:0], pd)
 		lc.rateLimit[0] = unsafe.String(unsafe.SliceData(v), len(v))
 		h := w.Header()
@@ -879,7 +880,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		h["Ratelimit"] = lc.rateLimit[:]
 		pctx = lc
 	} else {
-		pctx = newContext(ctx, p)
+		pctx = &principalContext{Context: ctx, p: sp}
 	}
 	r = r.WithContext(pctx)
 	if required != nil {
