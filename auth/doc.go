@@ -141,6 +141,10 @@
 // A Guard, the built-in extractors, the error handlers and [MemoryLimiter]
 // are safe for concurrent use. On success the middleware allocates twice
 // per request: the context that carries the Principal and the request that
-// carries the context; three times with rate limits (the RateLimit
-// value).
+// carries the context. The Principal itself is shared with the caller's
+// other requests (the Guard keeps one per caller, in a table of 1,024) and
+// copied only when the one the table holds is not equal to it: a caller's
+// first request, or one whose key has changed. It is therefore read-only.
+// Rate limits add no allocation for an IPv4 client that has not failed
+// lately.
 package auth
