@@ -40,6 +40,23 @@ func TestSamePrincipalFields(t *testing.T) {
 			t.Errorf("Principals that differ in %s are taken to be the same", f.Name)
 		}
 	}
+	// Every field of a Limit counts too.
+	lv := reflect.ValueOf(&base.RateLimit).Elem()
+	for i := range lv.NumField() {
+		other := base
+		o := reflect.ValueOf(&other.RateLimit).Elem().Field(i)
+		switch o.Kind() {
+		case reflect.String:
+			o.SetString(o.String() + "x")
+		case reflect.Int, reflect.Int64:
+			o.SetInt(o.Int() + 1)
+		default:
+			t.Fatalf("Limit field %s of kind %s: teach this test how to change it", lv.Type().Field(i).Name, o.Kind())
+		}
+		if samePrincipal(&base, &other) {
+			t.Errorf("Principals whose RateLimit differs in %s are taken to be the same", lv.Type().Field(i).Name)
+		}
+	}
 	if !samePrincipal(&base, &base) {
 		t.Error("a Principal differs from itself")
 	}
