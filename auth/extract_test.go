@@ -2,8 +2,10 @@ package auth
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -312,6 +314,34 @@ func TestIsB64TokenChar(t *testing.T) {
 		want := strings.IndexByte(set, byte(c)) >= 0
 		if got := isB64TokenChar(byte(c)); got != want {
 			t.Errorf("isB64TokenChar(%#x) = %v, want %v", c, got, want)
+		}
+	}
+}
+
+// TestCheckB64TokenAgainstGrammar checks checkB64Token, which reads eight
+// bytes a step, against the RFC 6750 grammar as a regular expression, on
+// random strings of every length up to 40 over an alphabet of token
+// characters, padding and a few bytes that are neither.
+func TestCheckB64TokenAgainstGrammar(t *testing.T) {
+	t.Parallel()
+	grammar := regexp.MustCompile(`^[A-Za-z0-9\-._~+/]+=*$`)
+	const alphabet = "aZ09-._~+/==== ,\"\x00\x7f\xff"
+	rng := rand.New(rand.NewPCG(1, 2))
+	for n := 1; n <= 40; n++ {
+		for range 2000 {
+			b := make([]byte, n)
+			for i := range b {
+				// Mostly token characters, so that long valid runs occur.
+				if rng.IntN(8) == 0 {
+					b[i] = alphabet[rng.IntN(len(alphabet))]
+				} else {
+					b[i] = alphabet[rng.IntN(10)]
+				}
+			}
+			tok := string(b)
+			if got, want := checkB64Token(tok) == nil, grammar.MatchString(tok); got != want {
+				t.Fatalf("checkB64Token(%q) accepts: %v, the grammar: %v", tok, got, want)
+			}
 		}
 	}
 }
