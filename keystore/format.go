@@ -73,6 +73,7 @@ var isBase62 = func() (t [256]bool) {
 // [crypto/rand.Reader], Generate serializes its reads from it.
 type Format struct {
 	prefix    string // name + separator
+	prefixCRC uint32 // crc32.ChecksumIEEE(prefix), where a key's checksum starts
 	randLen   int
 	checksum  bool
 	total     int
@@ -190,6 +191,7 @@ func NewFormat(opts ...FormatOption) (*Format, error) {
 		body += checksumLength
 	}
 	f.total = len(f.prefix) + body
+	f.prefixCRC = crc32.ChecksumIEEE([]byte(f.prefix))
 	f.pattern = regexp.MustCompile(fmt.Sprintf(`\b%s[0-9A-Za-z]{%d}\b`, regexp.QuoteMeta(f.prefix), body))
 	f.errPrefix = newParseError(ErrPrefix, fmt.Sprintf("API keys start with %q", f.prefix))
 	f.errLength = newParseError(ErrLength, fmt.Sprintf("API keys are %d characters long", f.total))
@@ -370,22 +372,41 @@ func (f *Format) Parse(s string) (Key, error) {
 	if len(s) != f.total {
 		return Key{}, f.errLength
 	}
-	for i := p; i < len(s); i++ {
-		if !isBase62[s[i]] {
-			return Key{}, f.errChars
-		}
+	if !allBase62(s[p:]) {
+		return Key{}, f.errChars
 	}
 	if f.checksum {
 		end := len(s) - checksumLength
 		var sum [checksumLength]byte
 		// Read s in place, with hash/crc32's fast IEEE code: a []byte
-		// conversion would copy and allocate. crc32 does not write.
-		putChecksum(sum[:], crc32.ChecksumIEEE(unsafe.Slice(unsafe.StringData(s), end)))
+		// conversion would copy and allocate. crc32 does not write. The
+		// prefix's part of the checksum was computed once, in NewFormat.
+		body := unsafe.Slice(unsafe.StringData(s[p:]), end-p)
+		putChecksum(sum[:], crc32.Update(f.prefixCRC, crc32.IEEETable, body))
 		if string(sum[:]) != s[end:] {
 			return Key{}, f.errSum
 		}
 	}
 	return newKey(s, p), nil
+}
+
+// allBase62 reports whether every byte of s is in [0-9A-Za-z], reading
+// eight bytes a step.
+func allBase62(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		b := s[i : i+8]
+		if !(isBase62[b[0]] && isBase62[b[1]] && isBase62[b[2]] && isBase62[b[3]] &&
+			isBase62[b[4]] && isBase62[b[5]] && isBase62[b[6]] && isBase62[b[7]]) {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if !isBase62[s[i]] {
+			return false
+		}
+	}
+	return true
 }
 
 // putChecksum writes c in base62, most significant digit first, left-padded
