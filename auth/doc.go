@@ -130,7 +130,8 @@
 // # Observing
 //
 // [WithObserver] makes the middleware report an [Event] for every request
-// it authenticates, fails or rate-limits, to an [Observer]: an audit log
+// it authenticates, fails, rate-limits or refuses for a missing scope, to
+// an [Observer]: an audit log
 // ([NewSlogObserver]), metrics, usage counters. Events hold the masked
 // credential (its hint), never the credential. Reporting to an Observer
 // that does not allocate allocates nothing; without one, nothing is

@@ -389,6 +389,7 @@ func (g *Guard) RequireScopes(scopes ...string) func(http.Handler) http.Handler 
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if p, ok := FromContext(r.Context()); ok {
 				if err := scopeError(p, required); err != nil {
+					g.reportForbidden(r, p, netip.Addr{}, err)
 					g.fail(w, r, err, "")
 					return
 				}

@@ -38,6 +38,12 @@ const (
 	// EventRefreshReuse: a spent refresh token was presented again, and
 	// its whole family was revoked.
 	EventRefreshReuse
+	// EventForbidden: an authenticated request was refused with 403,
+	// because its principal lacks a scope the route requires (the
+	// Guard's RequireScopes). Event.Err is the [*Error], whose Scopes are
+	// the required ones; the request was reported as EventAuthenticated
+	// first when the Guard authenticated it.
+	EventForbidden
 )
 
 var eventNames = [...]string{
@@ -51,6 +57,7 @@ var eventNames = [...]string{
 	EventTokenRefreshed: "token.refreshed",
 	EventTokenRevoked:   "token.revoked",
 	EventRefreshReuse:   "token.refresh_reuse",
+	EventForbidden:      "auth.forbidden",
 }
 
 // String returns the event's name as logs and metrics show it, such as

@@ -210,8 +210,10 @@ func WithClientAddr(f func(*http.Request) netip.Addr) Option {
 // [EventAuthenticated] for each request that authenticates (with the
 // Principal's Method, KeyID, Project, Subject, TokenID, Session and Hint),
 // an [EventAuthFailed] for each that fails (with Err, Status and Hint, the
-// masked credential), and an [EventRateLimited] for each 429 (after the
-// EventAuthenticated of a principal that is over its limit). Every event
+// masked credential), an [EventRateLimited] for each 429 (after the
+// EventAuthenticated of a principal that is over its limit), and an
+// [EventForbidden] for each 403 of [Guard.RequireScopes] (the
+// package-level [RequireScopes] has no Observer to report to). Every event
 // carries the client address and the time; the first two the time
 // authentication took. [Guard.Optional] reports nothing for a request
 // without a credential. With no observer, the default, nothing is
@@ -756,6 +758,22 @@ func principalEvent(k EventKind, p *Principal, a netip.Addr) Event {
 	}
 }
 
+// reportForbidden reports to the Guard's Observer, if it has one, that p
+// was refused with err (403, insufficient scope). a is the client's
+// address, found from r when it is not valid.
+func (g *Guard) reportForbidden(r *http.Request, p *Principal, a netip.Addr, err error) {
+	obs := g.observer
+	if obs == nil {
+		return
+	}
+	if !a.IsValid() {
+		a, _ = g.clientAddr(r, true)
+	}
+	e := principalEvent(EventForbidden, p, a)
+	e.Err, e.Status, e.Time = err, http.StatusForbidden, time.Now()
+	obs.Observe(r.Context(), e)
+}
+
 // guarded is what the middleware does for every request it
 // authenticates: the failure limit, authentication, the principal's
 // limit, reporting, and the scope check. It returns the request to pass
@@ -885,6 +903,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	r = r.WithContext(pctx)
 	if required != nil {
 		if serr := scopeError(&p, required); serr != nil {
+			g.reportForbidden(r, &p, addr, serr)
 			g.fail(w, r, serr, cred)
 			return nil
 		}

@@ -620,6 +620,63 @@ func TestObserverEvents(t *testing.T) {
 	}
 }
 
+// TestObserverForbidden: a 403 for a missing scope is reported as
+// EventForbidden, with the principal and the required scopes, whether the
+// Guard's RequireScopes authenticates the request itself or finds the
+// Principal an outer Middleware put in the context. Package-level
+// RequireScopes has no Observer and reports nothing.
+func TestObserverForbidden(t *testing.T) {
+	t.Parallel()
+	obs := &recorder{}
+	g := mustNew(t, keyAuth(nil), WithObserver(obs))
+	addr := netip.MustParseAddr("192.0.2.1")
+	tests := []struct {
+		name  string
+		h     http.Handler
+		kinds []EventKind
+	}{
+		{"RequireScopes authenticates", g.RequireScopes("keys:manage")(okHandler()), []EventKind{EventAuthenticated, EventForbidden}},
+		{"behind Middleware", g.Middleware(g.RequireScopes("keys:manage")(okHandler())), []EventKind{EventAuthenticated, EventForbidden}},
+		{"package-level RequireScopes", g.Middleware(RequireScopes("keys:manage")(okHandler())), []EventKind{EventAuthenticated}},
+		{"scope held", g.RequireScopes("models:read")(okHandler()), []EventKind{EventAuthenticated}},
+	}
+	for _, tt := range tests {
+		start := time.Now()
+		rec := serve(tt.h, limitedRequest("192.0.2.1:5555", goodKey))
+		got := obs.take()
+		if len(got) != len(tt.kinds) {
+			t.Fatalf("%s: status %d, events %+v, want kinds %v", tt.name, rec.Code, got, tt.kinds)
+		}
+		for i, k := range tt.kinds {
+			if got[i].Kind != k {
+				t.Errorf("%s: event %d is %v, want %v", tt.name, i, got[i].Kind, k)
+			}
+		}
+		e := got[len(got)-1]
+		if e.Kind != EventForbidden {
+			if rec.Code == http.StatusForbidden && tt.name != "package-level RequireScopes" {
+				t.Errorf("%s: 403 without an EventForbidden", tt.name)
+			}
+			continue
+		}
+		if rec.Code != http.StatusForbidden || e.Status != http.StatusForbidden || !errors.Is(e.Err, ErrInsufficientScope) {
+			t.Errorf("%s: status %d, event %+v", tt.name, rec.Code, e)
+		}
+		if ae := asError(e.Err); ae == nil || !slices.Equal(ae.Scopes, []string{"keys:manage"}) {
+			t.Errorf("%s: event's error %v does not carry the required scope", tt.name, e.Err)
+		}
+		if e.KeyID != alice.KeyID || e.Method != MethodAPIKey || e.Hint != alice.Hint || e.ClientAddr != addr {
+			t.Errorf("%s: event %+v lacks the principal or the address", tt.name, e)
+		}
+		if e.Time.Before(start) || e.Time.After(time.Now()) {
+			t.Errorf("%s: event Time %v outside the request", tt.name, e.Time)
+		}
+	}
+	if EventForbidden.String() != "auth.forbidden" {
+		t.Errorf("EventForbidden = %q", EventForbidden)
+	}
+}
+
 // TestObserverAllocs: a no-op Observer adds no allocation to the success
 // path, and neither do rate limits for an IPv4 client that has not failed:
 // the RateLimit value lives in the context object the success path

@@ -15,8 +15,9 @@
 //	keygate_events_total{event}                       counter
 //
 // auth_requests_total counts the Guard's reports of requests:
-// [auth.EventAuthenticated], [auth.EventAuthFailed] and
-// [auth.EventRateLimited]. auth_duration_seconds is the time
+// [auth.EventAuthenticated], [auth.EventAuthFailed],
+// [auth.EventRateLimited] and [auth.EventForbidden] (under
+// outcome="insufficient_scope"). auth_duration_seconds is the time
 // authentication took (Event.Duration) for the first two. events_total
 // counts the key and token lifecycle events, by the event's name
 // ("key.created", "token.refresh_reuse", …; see [auth.EventKind.String]).
@@ -26,7 +27,9 @@
 // reported twice, as authenticated and as rate limited, and so counts once
 // under outcome="success" and once under outcome="rate_limited"; one that
 // authenticates and then finds the rate limiter down, with a Guard that
-// fails closed, counts under "success" and "unavailable". A 429
+// fails closed, counts under "success" and "unavailable"; one that
+// authenticates and then lacks a scope the route requires, under
+// "success" and "insufficient_scope". A 429
 // from the per-address failure limit, which comes before authentication,
 // counts once, under method="none". So outcome="success" counts requests
 // that authenticated, not requests that were served.
@@ -296,6 +299,8 @@ func (o *Observer) Observe(_ context.Context, e auth.Event) {
 		o.durs[m][oc].Observe(e.Duration.Seconds())
 	case auth.EventRateLimited:
 		o.reqs[method(e.Method)][outcomeRateLimited].Inc()
+	case auth.EventForbidden:
+		o.reqs[method(e.Method)][outcomeInsufficientScope].Inc()
 	default:
 		if int(e.Kind) < len(o.counts) {
 			if c := o.counts[e.Kind]; c != nil {

@@ -91,6 +91,8 @@ func TestObserveRequests(t *testing.T) {
 		{"nothing known", auth.Event{Kind: auth.EventAuthFailed}, "none", "internal", true},
 		{"rate limited principal", auth.Event{Kind: auth.EventRateLimited, Method: auth.MethodAPIKey, KeyID: "key_1", Status: 429, Err: auth.ErrRateLimited}, "api_key", "rate_limited", false},
 		{"rate limited address", auth.Event{Kind: auth.EventRateLimited, Status: 429}, "none", "rate_limited", false},
+		{"forbidden", auth.Event{Kind: auth.EventForbidden, Method: auth.MethodAccessToken, KeyID: "key_1", Status: 403,
+			Err: &auth.Error{Kind: auth.ErrInsufficientScope, Scopes: []string{"a"}}}, "access_token", "insufficient_scope", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

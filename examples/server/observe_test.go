@@ -154,6 +154,9 @@ func TestAuditLog(t *testing.T) {
 	e := newEnvWith(t, func(c *config) { c.limits = rateLimits{exchange: 2} })
 	var secrets []string
 	k := e.createKey(e.root, `{"name":"doomed","scopes":["models:read"]}`)
+	if res := e.do(req{method: "GET", path: "/v1/keys", key: k.Key}); res.status != 403 { // lacks keys:manage
+		t.Fatalf("GET /v1/keys without keys:manage = %d", res.status)
+	}
 	res := e.do(req{method: "POST", path: "/v1/keys/" + k.ID + "/rotate", key: e.root})
 	var rotated keyCreated
 	res.decode(t, &rotated)
@@ -216,6 +219,7 @@ func TestAuditLog(t *testing.T) {
 	check(find("token.revoked", func(r map[string]any) bool { return r["session"] != session }),
 		map[string]any{"level": "INFO", "key_id": root, "by": root})
 	check(find("auth.rate_limited", is("key_id", root)), map[string]any{"level": "WARN", "status": float64(429), "client_addr": "127.0.0.1"})
+	check(find("auth.forbidden", is("key_id", k.ID)), map[string]any{"level": "INFO", "status": float64(403), "client_addr": "127.0.0.1", "method": "api_key"})
 	failed := find("auth.failed", is("status", float64(401)))
 	check(failed, map[string]any{"level": "INFO", "client_addr": "127.0.0.1", "hint": e.srv.format.Hint(mangled)})
 	if msg, _ := failed["error"].(string); msg == "" {
