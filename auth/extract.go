@@ -5,6 +5,8 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+
+	"github.com/keygate/keygate/internal/charset"
 )
 
 // Extractor finds a credential in a request.
@@ -133,19 +135,7 @@ func parseBearer(v string, max int) (string, error) {
 
 // checkB64Token reports whether tok is an RFC 6750 b64token.
 func checkB64Token(tok string) error {
-	j := 0
-	// Eight bytes a step while they are all token characters, then one
-	// at a time: a key or a JWT is read in a few steps.
-	for ; j+8 <= len(tok); j += 8 {
-		b := tok[j : j+8]
-		if !(b64TokenChars[b[0]] && b64TokenChars[b[1]] && b64TokenChars[b[2]] && b64TokenChars[b[3]] &&
-			b64TokenChars[b[4]] && b64TokenChars[b[5]] && b64TokenChars[b[6]] && b64TokenChars[b[7]]) {
-			break
-		}
-	}
-	for j < len(tok) && isB64TokenChar(tok[j]) {
-		j++
-	}
+	j := charset.Span(&b64TokenChars, tok)
 	if j == 0 {
 		if tok[0] == '=' {
 			return errBearerPadding

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"sync"
 	"unsafe"
+
+	"github.com/keygate/keygate/internal/charset"
 )
 
 const (
@@ -372,7 +374,7 @@ func (f *Format) Parse(s string) (Key, error) {
 	if len(s) != f.total {
 		return Key{}, f.errLength
 	}
-	if !allBase62(s[p:]) {
+	if charset.Span(&isBase62, s[p:]) != len(s)-p {
 		return Key{}, f.errChars
 	}
 	if f.checksum {
@@ -388,25 +390,6 @@ func (f *Format) Parse(s string) (Key, error) {
 		}
 	}
 	return newKey(s, p), nil
-}
-
-// allBase62 reports whether every byte of s is in [0-9A-Za-z], reading
-// eight bytes a step.
-func allBase62(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		b := s[i : i+8]
-		if !(isBase62[b[0]] && isBase62[b[1]] && isBase62[b[2]] && isBase62[b[3]] &&
-			isBase62[b[4]] && isBase62[b[5]] && isBase62[b[6]] && isBase62[b[7]]) {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
-		if !isBase62[s[i]] {
-			return false
-		}
-	}
-	return true
 }
 
 // putChecksum writes c in base62, most significant digit first, left-padded
