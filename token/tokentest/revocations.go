@@ -196,26 +196,33 @@ func testLaterExpiry(t *testing.T, r token.Revocations, c *clock) {
 }
 
 // testRevocationsConcurrent revokes and checks at once: each worker its
-// own IDs, and every worker one shared ID with an expiry of its own, of
-// which the latest must be kept.
+// own IDs, and every worker each of a few shared IDs, one per step and all
+// at about the same time, with an expiry of its own, of which the latest
+// must be kept. One shared ID would let a store that keeps the last write,
+// or compares with a stale expiry, pass whenever the latest happened to
+// land last; with several, such a store fails all but every time.
 func testRevocationsConcurrent(t *testing.T, r token.Revocations, c *clock) {
 	ctx := t.Context()
 	const (
 		workers = 8
 		each    = 20
+		shares  = 16 // shared IDs, revoked by every worker at its steps 0 to 15
 		step    = 10 * time.Minute
 	)
 	t0 := c.now()
-	shared := randID("jti-")
 	var (
-		ids   [workers][]string
-		start = make(chan struct{})
-		wg    sync.WaitGroup
+		ids    [workers][]string
+		shared [shares]string
+		start  = make(chan struct{})
+		wg     sync.WaitGroup
 	)
 	for w := range workers {
 		for range each {
 			ids[w] = append(ids[w], randID("jti-"))
 		}
+	}
+	for i := range shared {
+		shared[i] = randID("jti-")
 	}
 	for w := range workers {
 		wg.Add(1)
@@ -233,12 +240,12 @@ func testRevocationsConcurrent(t *testing.T, r token.Revocations, c *clock) {
 				if ok, err := r.IsRevoked(ctx, id+"-never"); err != nil || ok {
 					t.Errorf("concurrent IsRevoked of an ID never revoked = %v, %v; want false", ok, err)
 				}
-				if i == each/2 {
-					if err := r.Revoke(ctx, shared, t0.Add(time.Duration(w+1)*step)); err != nil {
+				if i < shares {
+					if err := r.Revoke(ctx, shared[i], t0.Add(time.Duration(w+1)*step)); err != nil {
 						t.Errorf("concurrent Revoke of one ID: %v", err)
 						return
 					}
-					if ok, err := r.IsRevoked(ctx, shared); err != nil || !ok {
+					if ok, err := r.IsRevoked(ctx, shared[i]); err != nil || !ok {
 						t.Errorf("IsRevoked right after a concurrent Revoke of one ID = %v, %v; want true", ok, err)
 					}
 				}
@@ -255,9 +262,13 @@ func testRevocationsConcurrent(t *testing.T, r token.Revocations, c *clock) {
 			wantRevoked(t, r, "after the concurrent run", id, true)
 		}
 	}
-	// Past every expiry given for the shared ID but the latest.
+	// Past every expiry given for the shared IDs but the latest.
 	pokeAt(t, r, c, t0.Add((workers-1)*step+token.RevocationSlack+DropGrace))
-	wantRevoked(t, r, "an ID revoked concurrently with several expiries, past all but the latest (the latest is kept)", shared, true)
+	for _, id := range shared {
+		wantRevoked(t, r, "an ID revoked concurrently with several expiries, past all but the latest (the latest is kept)", id, true)
+	}
 	pokeAt(t, r, c, t0.Add(workers*step+token.RevocationSlack+DropGrace))
-	wantRevoked(t, r, "an ID revoked concurrently with several expiries, past the latest", shared, false)
+	for _, id := range shared {
+		wantRevoked(t, r, "an ID revoked concurrently with several expiries, past the latest", id, false)
+	}
 }
