@@ -264,12 +264,7 @@ func (e *headerExtractor) extract(r *http.Request, max int) (string, error) {
 // without the characters that would make it ambiguous in a header: quotes,
 // commas and backslashes.
 func isCredentialToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if !credentialTokenChars[s[i]] {
-			return false
-		}
-	}
-	return true
+	return charset.Span(&credentialTokenChars, s) == len(s)
 }
 
 // credentialTokenChars marks the bytes [isCredentialToken] accepts.
