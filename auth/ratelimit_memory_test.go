@@ -245,6 +245,120 @@ func TestMemoryLimiterEvictsFullBudgetsFirst(t *testing.T) {
 	}
 }
 
+// TestMemoryLimiterNamesShareKey: budgets of one key under several limit
+// names are kept apart, and eviction removes only the budgets it should
+// from a key's chain, wherever they are in it.
+func TestMemoryLimiterNamesShareKey(t *testing.T) {
+	t.Parallel()
+	l, clock := newTestLimiter(t, WithLimiterMaxKeys(64)) // one shard of 64
+	ctx := context.Background()
+	short := func(name string) Limit { return PerMinute(name, 60) } // full again 1 s after one request
+	long := func(name string) Limit { return Limit{Name: name, Requests: 1, Period: time.Hour} }
+
+	// Three names on one key, the long-lived one in the middle of its
+	// chain, then a key with only short budgets.
+	for _, lim := range []Limit{short("a"), long("b"), short("c")} {
+		if d, _ := l.Allow(ctx, "k", lim); !d.Allowed {
+			t.Fatalf("%s: first request refused", lim.Name)
+		}
+	}
+	l.Allow(ctx, "k2", short("a"))
+	l.Allow(ctx, "k2", short("c"))
+	if n := l.Len(); n != 5 {
+		t.Fatalf("Len = %d, want 5", n)
+	}
+	if d, _ := l.Allow(ctx, "k", long("b")); d.Allowed {
+		t.Fatal("b's budget of one request allowed a second")
+	}
+	for _, name := range []string{"a", "c"} {
+		if d, _ := l.Peek(ctx, "k", short(name)); d.Remaining != 59 {
+			t.Fatalf("k's %s budget: %+v, want 59 left", name, d)
+		}
+	}
+
+	// Fill the shard with keys of two budgets each.
+	for i := 0; l.Len() < 64; i++ {
+		l.Allow(ctx, "pair"+strconv.Itoa(i), short("a"))
+		l.Allow(ctx, "pair"+strconv.Itoa(i), short("c"))
+	}
+	clock.Advance(2 * time.Second) // every short budget is full again
+	// The next new budget finds the shard full and evicts every full
+	// budget, at the head of a chain or not: all but b's and its own.
+	l.Allow(ctx, "new", short("a"))
+	if n := l.Len(); n != 2 {
+		t.Errorf("Len = %d after eviction, want 2: b's spent budget and the new one", n)
+	}
+	for i := range 64 {
+		l.Allow(ctx, "new"+strconv.Itoa(i), short("a"))
+		if n := l.Len(); n > 64 {
+			t.Fatalf("%d budgets in a limiter of 64", n)
+		}
+	}
+	if d, _ := l.Peek(ctx, "k", long("b")); d.Allowed {
+		t.Errorf("the spent budget in the middle of a chain was evicted: %+v", d)
+	}
+	for _, name := range []string{"a", "c"} {
+		if d, _ := l.Peek(ctx, "k", short(name)); d.Remaining != 60 {
+			t.Errorf("k's %s budget: %+v, want full", name, d)
+		}
+	}
+	// The count stays true to the chains: spending the rest of the room
+	// never takes the limiter past its maximum or below what it holds.
+	for i := range 200 {
+		l.Allow(ctx, "newer"+strconv.Itoa(i), short("c"))
+		n := 0
+		for i := range l.shards {
+			for _, b := range l.shards[i].m {
+				for ; b != nil; b = b.next {
+					n++
+				}
+			}
+		}
+		if got := l.Len(); got != n || n > 64 {
+			t.Fatalf("Len = %d, the chains hold %d, the maximum is 64", got, n)
+		}
+	}
+}
+
+// TestMemoryLimiterParamsCache: Limits that differ in any of Requests,
+// Period and Burst get their own parameters, whichever cache slot they
+// share, and the cache agrees with gcraParams.
+func TestMemoryLimiterParamsCache(t *testing.T) {
+	t.Parallel()
+	l, _ := newTestLimiter(t)
+	var lims []Limit
+	for _, r := range []int{1, 2, 3, 60, 600, 1 << 20} {
+		for _, p := range []time.Duration{time.Second, time.Minute, time.Hour} {
+			for _, b := range []int{0, 1, 5} {
+				lims = append(lims, Limit{Name: "x", Requests: r, Period: p, Burst: b})
+			}
+		}
+	}
+	for round := range 3 {
+		for i, lim := range lims {
+			// Alternate directions so that slots are overwritten.
+			if round == 1 {
+				lim = lims[len(lims)-1-i]
+			}
+			wiv, wspan := gcraParams(lim)
+			if iv, span := l.gcraParams(lim); iv != wiv || span != wspan {
+				t.Fatalf("%+v: cached parameters %d, %d; want %d, %d", lim, iv, span, wiv, wspan)
+			}
+		}
+	}
+	// Through Allow: two limits under one name with a shared key keep
+	// their own burst.
+	ctx := context.Background()
+	one := Limit{Name: "n", Requests: 10, Period: time.Minute, Burst: 1}
+	ten := Limit{Name: "n", Requests: 10, Period: time.Minute}
+	if d, _ := l.Allow(ctx, "fresh", ten); d.Remaining != 9 {
+		t.Errorf("burst 10: Remaining %d after one request, want 9", d.Remaining)
+	}
+	if d, _ := l.Allow(ctx, "fresh2", one); d.Remaining != 0 {
+		t.Errorf("burst 1: Remaining %d after one request, want 0", d.Remaining)
+	}
+}
+
 // TestMemoryLimiterAllocs: Allow and Peek on a known key allocate nothing.
 func TestMemoryLimiterAllocs(t *testing.T) {
 	l, _ := newTestLimiter(t)
