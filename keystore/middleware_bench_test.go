@@ -106,15 +106,20 @@ func newBenchSetup(b *testing.B) *benchSetup {
 		s.targets = append(s.targets, benchTarget{name, benchMiddleware(b, m), valid})
 	}
 
+	s.floor, s.floorKey = newFloor()
+	return s
+}
+
+// newFloor returns the hand-written floor in front of okHandler, over
+// 1,001 keys, and the key the benchmarks present to it.
+func newFloor() (http.Handler, string) {
 	keys := map[[32]byte]*auth.Principal{}
 	var k keystore.Key
 	for range 1001 {
 		k, _ = keystore.DefaultFormat().Generate()
 		keys[sha256.Sum256([]byte(k.Plaintext()))] = &auth.Principal{KeyID: "key_x", Scopes: []string{"models:read"}}
 	}
-	s.floorKey = k.Plaintext()
-	s.floor = floorMiddleware(keys, okHandler)
-	return s
+	return floorMiddleware(keys, okHandler), k.Plaintext()
 }
 
 // writer is the ResponseWriter a benchmark uses, with its serial and
