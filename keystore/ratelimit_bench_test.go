@@ -19,12 +19,12 @@ import (
 // failed does not reach, and a per-key limit spent on every request, high
 // enough never to refuse), and with an Observer that does nothing; with
 // each writer of [BenchmarkMiddleware], serially and in parallel. The
-// bare handler and the hand-written floor run in the same benchmark, since the target
-// (150 ns over a 440 ns floor) is a ratio to it. So does "headers": a
-// bare handler that sets the two header fields the limits add, with
-// fixed values, for what writing them costs the writer (an
-// httptest.ResponseRecorder copies the header map at WriteHeader). Run it
-// with:
+// bare handler and the hand-written floor run in the same benchmark, since
+// the target (150 ns over a 440 ns floor) is a ratio to the floor.
+// So does "headers": a bare handler that sets the two header fields the
+// limits add, with fixed values, for what writing them costs the writer
+// (an httptest.ResponseRecorder copies the header map at WriteHeader).
+// Run it with:
 //
 //	go test -run '^$' -bench MiddlewareLimits -benchmem ./keystore/
 func BenchmarkMiddlewareLimits(b *testing.B) {
