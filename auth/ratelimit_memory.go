@@ -33,9 +33,9 @@ const DefaultMaxLimiterKeys = 100_000
 // keys that had nearly recovered their budget a fresh one early.
 //
 // Allow and Peek never allocate, except when Allow stores a new budget
-// (32 bytes, and its shard's map when it grows) or meets a Limit whose
-// parameters it has not cached (48 bytes; it caches 8). A MemoryLimiter
-// starts no goroutine and needs no Close. Create one with [NewMemoryLimiter]; it is safe for concurrent use.
+// (32 bytes, and its shard's map when it grows). A MemoryLimiter starts no
+// goroutine and needs no Close. Create one with [NewMemoryLimiter]; it is
+// safe for concurrent use.
 type MemoryLimiter struct {
 	now    func() time.Time // nil: time.Now
 	base   time.Time        // times are kept as nanoseconds since base
@@ -43,9 +43,8 @@ type MemoryLimiter struct {
 	mask   uint64
 	shards []limiterShard
 	// params caches the GCRA parameters of recently used Limits,
-	// indexed by a hash of their fields; a slot is replaced, never
-	// modified.
-	params [gcraCacheSlots]atomic.Pointer[gcraLimit]
+	// indexed by a hash of their fields.
+	params [gcraCacheSlots]gcraSlot
 }
 
 var (
@@ -81,13 +80,40 @@ func (s *limiterShard) find(key, name string) *gcraBudget {
 	return nil
 }
 
-// gcraLimit is a Limit's GCRA parameters (see gcraParams), with the
-// fields of the Limit they were computed from.
-type gcraLimit struct {
-	requests int
-	period   time.Duration
-	burst    int
-	iv, span int64
+// gcraSlot caches one Limit's GCRA parameters (see gcraParams), with the
+// fields of the Limit they were computed from, without allocating: a
+// writer makes seq odd, writes the fields and makes seq even again, and a
+// reader trusts what it read only if seq was even and the same before and
+// after. Every field is atomic, so readers and writers never race.
+type gcraSlot struct {
+	seq                     atomic.Uint64 // 0: never written
+	requests, period, burst atomic.Int64
+	iv, span                atomic.Int64
+}
+
+// load returns the parameters in c if they are lim's.
+func (c *gcraSlot) load(lim Limit) (iv, span int64, ok bool) {
+	seq := c.seq.Load()
+	if seq == 0 || seq&1 != 0 ||
+		c.requests.Load() != int64(lim.Requests) || c.period.Load() != int64(lim.Period) || c.burst.Load() != int64(lim.Burst) {
+		return 0, 0, false
+	}
+	iv, span = c.iv.Load(), c.span.Load()
+	return iv, span, c.seq.Load() == seq
+}
+
+// store puts lim's parameters in c, unless another writer is at it.
+func (c *gcraSlot) store(lim Limit, iv, span int64) {
+	seq := c.seq.Load()
+	if seq&1 != 0 || !c.seq.CompareAndSwap(seq, seq+1) {
+		return
+	}
+	c.requests.Store(int64(lim.Requests))
+	c.period.Store(int64(lim.Period))
+	c.burst.Store(int64(lim.Burst))
+	c.iv.Store(iv)
+	c.span.Store(span)
+	c.seq.Store(seq + 2)
 }
 
 // gcraCacheSlots is how many Limits' parameters a MemoryLimiter keeps, so
@@ -187,11 +213,11 @@ func (l *MemoryLimiter) shard(key string) *limiterShard {
 func (l *MemoryLimiter) gcraParams(lim Limit) (iv, span int64) {
 	h := uint64(lim.Requests) ^ uint64(lim.Period)>>20 ^ uint64(lim.Burst)<<3
 	slot := &l.params[(h^h>>7^h>>17)%gcraCacheSlots]
-	if p := slot.Load(); p != nil && p.requests == lim.Requests && p.period == lim.Period && p.burst == lim.Burst {
-		return p.iv, p.span
+	if iv, span, ok := slot.load(lim); ok {
+		return iv, span
 	}
 	iv, span = gcraParams(lim)
-	slot.Store(&gcraLimit{lim.Requests, lim.Period, lim.Burst, iv, span})
+	slot.store(lim, iv, span)
 	return iv, span
 }
 

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -346,6 +347,24 @@ func TestMemoryLimiterParamsCache(t *testing.T) {
 			}
 		}
 	}
+	// Concurrent writers and readers of the same slots: a reader never
+	// gets a mix of two Limits' parameters.
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20_000 {
+				lim := lims[(i*7+g*13)%len(lims)]
+				wiv, wspan := gcraParams(lim)
+				if iv, span := l.gcraParams(lim); iv != wiv || span != wspan {
+					t.Errorf("%+v: concurrently cached parameters %d, %d; want %d, %d", lim, iv, span, wiv, wspan)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 	// Through Allow: two limits under one name with a shared key keep
 	// their own burst.
 	ctx := context.Background()
@@ -370,6 +389,16 @@ func TestMemoryLimiterAllocs(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { l.Peek(ctx, "other", lim) }); n != 0 {
 		t.Errorf("Peek: %v allocations", n)
+	}
+	// More Limits than the parameter cache holds, in turn: misses
+	// recompute, they do not allocate.
+	var lims []Limit
+	for i := range 40 {
+		lims = append(lims, Limit{Name: "a", Requests: 1<<30 + i, Period: time.Minute})
+	}
+	i := 0
+	if n := testing.AllocsPerRun(200, func() { l.Allow(ctx, "key", lims[i%len(lims)]); i++ }); n != 0 {
+		t.Errorf("Allow with %d Limits in turn: %v allocations", len(lims), n)
 	}
 }
 
