@@ -321,6 +321,51 @@ func TestMemoryLimiterNamesShareKey(t *testing.T) {
 	}
 }
 
+// TestMemoryLimiterChainsConcurrent spends, peeks at and refunds budgets
+// of keys under several names from several goroutines, in a limiter small
+// enough to evict all the time: under -race, and with the shards' counts
+// equal to what their chains hold at the end.
+func TestMemoryLimiterChainsConcurrent(t *testing.T) {
+	t.Parallel()
+	l, err := NewMemoryLimiter(WithLimiterMaxKeys(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	lims := []Limit{PerMinute("a", 5), PerMinute("b", 50), {Name: "c", Requests: 1, Period: time.Hour}}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(g), 1))
+			for range 5_000 {
+				key, lim := "k"+strconv.Itoa(r.IntN(200)), lims[r.IntN(len(lims))]
+				switch r.IntN(3) {
+				case 0:
+					l.Allow(ctx, key, lim)
+				case 1:
+					l.Peek(ctx, key, lim)
+				default:
+					l.Refund(ctx, key, lim)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	held := 0
+	for i := range l.shards {
+		for _, b := range l.shards[i].m {
+			for ; b != nil; b = b.next {
+				held++
+			}
+		}
+	}
+	if n := l.Len(); n != held || n > 64 {
+		t.Errorf("Len = %d, the chains hold %d, the maximum is 64", n, held)
+	}
+}
+
 // TestMemoryLimiterParamsCache: Limits that differ in any of Requests,
 // Period and Burst get their own parameters, whichever cache slot they
 // share, and the cache agrees with gcraParams.
