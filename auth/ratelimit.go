@@ -562,31 +562,32 @@ func (g *Guard) clientAddr(r *http.Request, needAddr bool) (netip.Addr, string) 
 // in its canonical dotted-decimal form (four decimal octets up to 255,
 // without leading zeros) and a decimal port up to 65535: exactly the
 // strings on which [netip.ParseAddrPort] yields an IPv4 address whose text
-// is the host itself.
+// is the host itself. It reads hostport once, from the left.
 func ipv4Host(hostport string) (string, bool) {
-	i := strings.LastIndexByte(hostport, ':')
-	if i < 0 || !validPort(hostport[i+1:]) {
-		return "", false
-	}
-	host := hostport[:i]
 	octets, n, digits := 0, 0, 0
-	for j := 0; j <= len(host); j++ {
-		if j == len(host) || host[j] == '.' {
-			if digits == 0 || n > 255 || (digits > 1 && host[j-digits] == '0') {
-				return "", false
+	for i := 0; i < len(hostport); i++ {
+		c := hostport[i]
+		if d := c - '0'; d <= 9 {
+			if digits == 3 || (digits == 1 && n == 0) {
+				return "", false // a fourth digit, or a leading zero
 			}
-			octets++
-			n, digits = 0, 0
+			n, digits = n*10+int(d), digits+1
 			continue
 		}
-		c := host[j]
-		if c < '0' || c > '9' || digits == 3 {
+		if digits == 0 || n > 255 {
 			return "", false
 		}
-		n = n*10 + int(c-'0')
-		digits++
+		octets++
+		switch {
+		case c == '.' && octets < 4:
+			n, digits = 0, 0
+		case c == ':' && octets == 4:
+			return hostport[:i], validPort(hostport[i+1:])
+		default:
+			return "", false
+		}
 	}
-	return host, octets == 4
+	return "", false
 }
 
 // validPort reports whether s is a decimal port number from 0 to 65535, as
