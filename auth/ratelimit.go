@@ -797,7 +797,9 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	// The failure budget of the address, before anything else.
 	var af, cf failureBudget
 	if gl != nil && gl.failures != nil && akey != "" {
-		af = failureBudget{pol: gl.failures, seen: gl.seenAddrs, filterKey: akey, key: akey}
+		// Field by field: a composite literal would build a second
+		// zeroed failureBudget and copy it over af.
+		af.pol, af.seen, af.filterKey, af.key = gl.failures, gl.seenAddrs, akey, akey
 		if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
 			g.refuseFailure(w, r, obs, &af, Event{ClientAddr: addr}, start, rerr)
 			return nil
@@ -811,7 +813,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		err = errNoCredentials
 	}
 	if err == nil && gl != nil && gl.credentials != nil {
-		cf = failureBudget{pol: gl.credentials, seen: gl.seenCreds, filterKey: cred}
+		cf.pol, cf.seen, cf.filterKey = gl.credentials, gl.seenCreds, cred
 		if rerr := g.checkFailures(ctx, r, &cf, msgTooManyCredentialFailures); rerr != nil {
 			g.settle(ctx, r, &af, false) // the address's reservation
 			g.refuseFailure(w, r, obs, &cf, Event{ClientAddr: addr, Hint: mask(cred)}, start, rerr)
