@@ -403,12 +403,20 @@ func testUnknownFamily(t *testing.T, s token.RefreshStore, t0 time.Time) {
 	wantFamilyRevoked(t, s, "a family revoked while the store did not know it", fam, false)
 }
 
+// shortLife is how long testExpiry's short-lived records live, from t0.
+// It is later than every time the other subtests pass to a store (at most
+// 8 hours after t0, in testRefreshConcurrent), so that a store they share
+// has no reason to forget those records before testExpiry looks for them,
+// and shorter than recordLife, so that testExpiry's own times make no
+// other subtest's record expire.
+const shortLife = 18 * time.Hour
+
 // testExpiry checks that a store forgets nothing before it expires, and
 // that once expired, a record is returned as is (the caller judges) or
 // forgotten. The times stay below t0 + recordLife.
 func testExpiry(t *testing.T, s token.RefreshStore, t0 time.Time) {
 	ctx := t.Context()
-	end := t0.Add(6 * time.Hour) // the expiry of the short-lived records
+	end := t0.Add(shortLife) // the expiry of the short-lived records
 	short := func(fam string) token.RefreshRecord {
 		r := newRecord(fam, t0, t0)
 		r.ExpiresAt = end
@@ -416,7 +424,7 @@ func testExpiry(t *testing.T, s token.RefreshStore, t0 time.Time) {
 	}
 	fam := randID("fam-")
 	long := newRecord(fam, t0, t0) // created first: the family outlives short
-	long.ExpiresAt = t0.Add(12 * time.Hour)
+	long.ExpiresAt = end.Add(3 * time.Hour)
 	unspent, spent := short(fam), short(fam)
 	other, otherLater := short(randID("fam-")), short(randID("fam-"))
 	for _, r := range []token.RefreshRecord{long, unspent, spent, other, otherLater} {
@@ -431,7 +439,7 @@ func testExpiry(t *testing.T, s token.RefreshStore, t0 time.Time) {
 	poke := func(at time.Time) {
 		t.Helper()
 		r := newRecord(randID("fam-"), t0, at)
-		r.ExpiresAt = t0.Add(12 * time.Hour)
+		r.ExpiresAt = end.Add(3 * time.Hour)
 		mustCreateRefresh(t, s, r)
 		if _, err := s.SpendRefresh(ctx, r.Digest, at); err != nil {
 			t.Fatalf("SpendRefresh of a new record: %v", err)
