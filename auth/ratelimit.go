@@ -560,9 +560,11 @@ func (g *Guard) clientAddr(r *http.Request, needAddr bool) (netip.Addr, string) 
 
 // ipv4Host returns the host of hostport when hostport is an IPv4 address
 // in its canonical dotted-decimal form (four decimal octets up to 255,
-// without leading zeros) and a decimal port up to 65535: exactly the
-// strings on which [netip.ParseAddrPort] yields an IPv4 address whose text
-// is the host itself. It reads hostport once, from the left.
+// without leading zeros) and a port of at most five decimal digits up to
+// 65535. On every such string [netip.ParseAddrPort] yields an IPv4 address
+// whose text is the host itself; on the few others where it does (a port
+// with more leading zeros), ipv4Host reports false and the caller parses
+// in full. It reads hostport once, from the left.
 func ipv4Host(hostport string) (string, bool) {
 	octets, n, digits := 0, 0, 0
 	for i := 0; i < len(hostport); i++ {
