@@ -307,18 +307,25 @@ func TestMemoryLimiterNamesShareKey(t *testing.T) {
 	// never takes the limiter past its maximum or below what it holds.
 	for i := range 200 {
 		l.Allow(ctx, "newer"+strconv.Itoa(i), short("c"))
-		n := 0
-		for i := range l.shards {
-			for _, b := range l.shards[i].m {
-				for ; b != nil; b = b.next {
-					n++
-				}
-			}
-		}
-		if got := l.Len(); got != n || n > 64 {
+		if got, n := l.Len(), chainedBudgets(l); got != n || n > 64 {
 			t.Fatalf("Len = %d, the chains hold %d, the maximum is 64", got, n)
 		}
 	}
+}
+
+// chainedBudgets counts the budgets l's shards hold, by walking every
+// key's chain, for comparison with the counts Len adds up. l must not be
+// in use.
+func chainedBudgets(l *MemoryLimiter) int {
+	n := 0
+	for i := range l.shards {
+		for _, b := range l.shards[i].m {
+			for ; b != nil; b = b.next {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // TestMemoryLimiterChainsConcurrent spends, peeks at and refunds budgets
@@ -353,15 +360,7 @@ func TestMemoryLimiterChainsConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	held := 0
-	for i := range l.shards {
-		for _, b := range l.shards[i].m {
-			for ; b != nil; b = b.next {
-				held++
-			}
-		}
-	}
-	if n := l.Len(); n != held || n > 64 {
+	if n, held := l.Len(), chainedBudgets(l); n != held || n > 64 {
 		t.Errorf("Len = %d, the chains hold %d, the maximum is 64", n, held)
 	}
 }
