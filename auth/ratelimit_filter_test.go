@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -87,6 +88,35 @@ func (p *peekCounter) Peek(ctx context.Context, key string, l Limit) (Decision, 
 	return p.Limiter.Peek(ctx, key, l)
 }
 
+// separateFilterKeys reseeds g's failure filters until each of addrs
+// (address budget keys) and each of creds has a slot of its own, so that a
+// test can count peeks exactly. Keys that share a slot only make the
+// middleware peek at a budget it need not have, which the filter allows,
+// once in about a thousand Guards for two keys. g must not be in use yet.
+func separateFilterKeys(g *Guard, addrs, creds []string) {
+	for _, fk := range []struct {
+		f    *failureFilter
+		keys []string
+	}{{g.limits.seenAddrs, addrs}, {g.limits.seenCreds, creds}} {
+		for !distinctSlots(fk.f, fk.keys) {
+			fk.f.seed = maphash.MakeSeed()
+		}
+	}
+}
+
+// distinctSlots reports whether keys all have different slots in f.
+func distinctSlots(f *failureFilter, keys []string) bool {
+	seen := map[*atomic.Int64]bool{}
+	for _, k := range keys {
+		s := f.slot(k)
+		if seen[s] {
+			return false
+		}
+		seen[s] = true
+	}
+	return true
+}
+
 // TestFailureBudgetsPeekedAfterFailure: a client that has not failed costs
 // no Peek of its failure budgets; once it fails, its address and its
 // credential are peeked at, and other clients still are not.
@@ -97,13 +127,15 @@ func TestFailureBudgetsPeekedAfterFailure(t *testing.T) {
 	rl := testLimits(l)
 	rl.APIKey = PerMinute("api_key", 100)
 	rl.CredentialFailures = PerMinute("credential_failures", 5)
-	h := mustNew(t, keyAuth(nil), WithRateLimits(rl)).Middleware(okHandler())
+	const bad = "halfred_WrongKey0000000000000000000000"
+	g := mustNew(t, keyAuth(nil), WithRateLimits(rl))
+	separateFilterKeys(g, []string{"192.0.2.1", "198.51.100.7", "203.0.113.9"}, []string{goodKey, bad})
+	h := g.Middleware(okHandler())
 	serve := func(addr, cred string) int {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, limitedRequest(addr, cred))
 		return rec.Code
 	}
-	const bad = "halfred_WrongKey0000000000000000000000"
 	steps := []struct {
 		addr, cred string
 		status     int
