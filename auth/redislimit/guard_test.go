@@ -2,6 +2,7 @@ package redislimit_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -76,7 +77,27 @@ func serveFrom(h http.Handler, addr, key string) int {
 // client that has not failed costs one round trip (its key's budget);
 // a failure costs one per failure budget; and a client that failed has its
 // failure budgets checked before it is authenticated.
+//
+// The Guard remembers recent failures in a table of slots with a random
+// seed, where two keys share a slot once in about a thousand Guards; the
+// middleware then peeks at a budget it need not have, a command more than
+// counted below. So the steps run against up to three Guards, and pass
+// when one of them sends exactly the commands each step allows.
 func TestGuardRoundTrips(t *testing.T) {
+	var failed []string
+	for range 3 {
+		if failed = guardRoundTrips(t); len(failed) == 0 {
+			return
+		}
+	}
+	for _, f := range failed {
+		t.Error(f)
+	}
+}
+
+// guardRoundTrips runs TestGuardRoundTrips' steps against a new Guard and
+// returns how the commands sent differed from those allowed.
+func guardRoundTrips(t *testing.T) []string {
 	h, counter := guardOverRedis(t)
 	const a, b = "192.0.2.1:1000", "198.51.100.2:1000"
 	if got := serveFrom(h, a, guardKey); got != http.StatusOK { // loads the script
@@ -97,15 +118,17 @@ func TestGuardRoundTrips(t *testing.T) {
 		{"a client that failed", b, guardKey, 200, 2, 4},
 		{"another clean client", a, guardKey, 200, 1, 1},
 	}
+	var failed []string
 	for _, s := range steps {
 		before := counter.n.Load()
 		if got := serveFrom(h, s.addr, s.key); got != s.status {
 			t.Fatalf("%s: status %d, want %d", s.name, got, s.status)
 		}
 		if n := counter.n.Load() - before; n < s.min || n > s.max {
-			t.Errorf("%s: %d Redis commands, want %d to %d", s.name, n, s.min, s.max)
+			failed = append(failed, fmt.Sprintf("%s: %d Redis commands, want %d to %d", s.name, n, s.min, s.max))
 		}
 	}
+	return failed
 }
 
 // BenchmarkGuardRedisLimits measures the success path of a Guard whose
