@@ -252,6 +252,11 @@ type limitPolicy struct {
 	subject Limit    // as passed for a subject: Name + ".sub"
 	policy  []string // RateLimit-Policy: "name";q=600;w=60
 	prefix  string   // the start of RateLimit: "name";r=
+	// full is the RateLimit value of a request allowed from a full
+	// budget, the usual state of a client within its limit: r is
+	// MaxBurst-1 and t one interval, rounded up (see fresh).
+	full         []string
+	fullR, fullT int64
 }
 
 func newLimitPolicy(l Limit) *limitPolicy {
@@ -263,12 +268,26 @@ func newLimitPolicy(l Limit) *limitPolicy {
 	sub := l
 	sub.Name = name + ".sub"
 	w := (l.Period + time.Second - 1) / time.Second
-	return &limitPolicy{
+	p := &limitPolicy{
 		limit:   l,
 		subject: sub,
 		policy:  []string{`"` + name + `";q=` + strconv.Itoa(l.Requests) + ";w=" + strconv.FormatInt(int64(w), 10)},
 		prefix:  `"` + name + `";r=`,
+		fullR:   int64(l.MaxBurst() - 1),
+		fullT:   ceilSeconds(l.Interval()),
 	}
+	p.full = []string{p.value(Decision{Allowed: true, Remaining: l.MaxBurst() - 1, Reset: l.Interval()})}
+	return p
+}
+
+// fresh returns p.full when it is the RateLimit value for d, a request
+// allowed with r and t as from a full budget; nil otherwise. The value
+// depends only on r and t, whatever the budget's state before.
+func (p *limitPolicy) fresh(d Decision) []string {
+	if d.Allowed && int64(d.Remaining) == p.fullR && ceilSeconds(d.Reset) == p.fullT {
+		return p.full
+	}
+	return nil
 }
 
 // value returns the RateLimit field value for d, in one allocation.
@@ -895,13 +914,18 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	var pctx context.Context
 	sp := g.principals.shared(&p)
 	if pol != nil {
-		lc := &limitedContext{principalContext: principalContext{Context: ctx, p: sp}}
-		v := pol.appendValue(lc.buf[:0], pd)
-		lc.rateLimit[0] = unsafe.String(unsafe.SliceData(v), len(v))
 		h := w.Header()
 		h["Ratelimit-Policy"] = pol.policy
-		h["Ratelimit"] = lc.rateLimit[:]
-		pctx = lc
+		if v := pol.fresh(pd); v != nil {
+			h["Ratelimit"] = v
+			pctx = &principalContext{Context: ctx, p: sp}
+		} else {
+			lc := &limitedContext{principalContext: principalContext{Context: ctx, p: sp}}
+			v := pol.appendValue(lc.buf[:0], pd)
+			lc.rateLimit[0] = unsafe.String(unsafe.SliceData(v), len(v))
+			h["Ratelimit"] = lc.rateLimit[:]
+			pctx = lc
+		}
 	} else {
 		pctx = &principalContext{Context: ctx, p: sp}
 	}

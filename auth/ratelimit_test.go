@@ -679,8 +679,9 @@ func TestObserverForbidden(t *testing.T) {
 
 // TestObserverAllocs: a no-op Observer adds no allocation to the success
 // path, and neither do rate limits for an IPv4 client that has not failed:
-// the RateLimit value lives in the context object the success path
-// allocates anyway, and the failure budgets are not looked at. A client
+// the RateLimit value of a full budget is built once, that of a budget in
+// use lives in the context object the success path allocates anyway, and
+// the failure budgets are not looked at. A client
 // whose credential failed lately costs one more (its budget's key), and an
 // IPv6 client one more (its /64 key).
 func TestObserverAllocs(t *testing.T) {
@@ -708,6 +709,13 @@ func TestObserverAllocs(t *testing.T) {
 	if got := measure(WithRateLimits(rl), WithObserver(nop)); got != base {
 		t.Errorf("with rate limits and an Observer: %v allocations, without %v", got, base)
 	}
+	busy := rl
+	// One request every 3.6 ms, bursts of a million: the budget is in
+	// use, below full, for every request measured.
+	busy.APIKey = Limit{Name: "api_key", Requests: 1_000_000, Period: time.Hour}
+	if got := measure(WithRateLimits(busy)); got != base {
+		t.Errorf("with rate limits, a budget in use: %v allocations, without %v", got, base)
+	}
 	g := mustNew(t, fixedAuth(alice, nil), WithRateLimits(rl))
 	g.limits.seenCreds.mark(goodKey)
 	if got := measureGuard(g); got != base+1 {
@@ -716,6 +724,63 @@ func TestObserverAllocs(t *testing.T) {
 	r = limitedRequest("[2001:db8::1]:1234", goodKey)
 	if got := measure(WithRateLimits(rl)); got != base+1 {
 		t.Errorf("with rate limits, IPv6: %v allocations, without %v; want one more", got, base)
+	}
+}
+
+// TestLimitPolicyFresh: the RateLimit value built once for a request
+// allowed from a full budget is used exactly when it is the value that
+// would be formatted for the Decision, over the Decisions of a GCRA budget
+// spent from, refused and refilled, for limits of several shapes.
+func TestLimitPolicyFresh(t *testing.T) {
+	limits := []Limit{
+		PerMinute("api_key", 600),
+		{Name: "one", Requests: 1, Period: time.Hour},
+		{Name: "burst", Requests: 10, Period: time.Second, Burst: 3},
+		{Name: "fast", Requests: 1 << 30, Period: time.Minute},
+		{Name: "slow", Requests: 5, Period: 24 * time.Hour, Burst: 1},
+		{Requests: 7, Period: 1500 * time.Millisecond},
+	}
+	for _, l := range limits {
+		t.Run(l.PolicyName(), func(t *testing.T) {
+			pol := newLimitPolicy(l)
+			lim, clock := newTestLimiter(t)
+			used := 0
+			check := func(d Decision) {
+				t.Helper()
+				want := pol.value(d)
+				if v := pol.fresh(d); v != nil {
+					used++
+					if v[0] != want {
+						t.Fatalf("fresh(%+v) = %q, want %q", d, v[0], want)
+					}
+				} else if d.Allowed && d.Remaining == l.MaxBurst()-1 && want == pol.full[0] {
+					t.Fatalf("fresh(%+v) = nil, though its value %q is the full budget's", d, want)
+				}
+			}
+			steps := []time.Duration{0, 0, 0, time.Millisecond, l.Interval() / 2, l.Interval(), 0, 3 * l.Interval(), l.Period, l.Period + l.Interval()}
+			for i := range 200 {
+				d, err := lim.Allow(context.Background(), "k", l)
+				if err != nil {
+					t.Fatal(err)
+				}
+				check(d)
+				clock.Advance(steps[i%len(steps)])
+			}
+			if used == 0 {
+				t.Error("the full budget's value was never used")
+			}
+			// Decisions another Limiter might return: r of a full
+			// budget with other times, and refusals.
+			for _, d := range []Decision{
+				{Allowed: true, Remaining: l.MaxBurst() - 1, Reset: l.Interval() + 2*time.Second},
+				{Allowed: true, Remaining: l.MaxBurst() - 1, Reset: 0},
+				{Allowed: true, Remaining: l.MaxBurst() - 1, Reset: l.Interval() - time.Nanosecond},
+				{Allowed: false, Remaining: l.MaxBurst() - 1, Reset: l.Interval(), RetryAfter: l.Interval() + 3*time.Second},
+				{Allowed: true, Remaining: l.MaxBurst(), Reset: l.Interval()},
+			} {
+				check(d)
+			}
+		})
 	}
 }
 
