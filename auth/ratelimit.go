@@ -380,9 +380,9 @@ func newGuardLimits(rl RateLimits) (*guardLimits, error) {
 	return gl, nil
 }
 
-// forPrincipal returns the policy that limits p, and the Limit and key to
-// pass to the Limiter; nil when p is not limited.
-func (gl *guardLimits) forPrincipal(p *Principal) (*limitPolicy, Limit, string) {
+// forPrincipal returns the policy that limits p, and the Limit (one of
+// the policy's) and key to pass to the Limiter; nil when p is not limited.
+func (gl *guardLimits) forPrincipal(p *Principal) (*limitPolicy, *Limit, string) {
 	var pol *limitPolicy
 	switch p.Method {
 	case MethodAPIKey:
@@ -394,15 +394,15 @@ func (gl *guardLimits) forPrincipal(p *Principal) (*limitPolicy, Limit, string) 
 		pol = gl.override(p.RateLimit, pol)
 	}
 	if pol == nil {
-		return nil, Limit{}, ""
+		return nil, nil, ""
 	}
 	switch {
 	case p.KeyID != "":
-		return pol, pol.limit, p.KeyID
+		return pol, &pol.limit, p.KeyID
 	case p.Subject != "":
-		return pol, pol.subject, p.Subject
+		return pol, &pol.subject, p.Subject
 	}
-	return nil, Limit{}, ""
+	return nil, nil, ""
 }
 
 // override returns the policy of a principal's own limit l, or method's
@@ -821,7 +821,9 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		// Field by field: a composite literal would build a second
 		// zeroed failureBudget and copy it over af.
 		af.pol, af.seen, af.filterKey, af.key = gl.failures, gl.seenAddrs, akey, akey
-		if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
+		if af.quiet(gl) {
+			af.checked = true
+		} else if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
 			g.refuseFailure(w, r, obs, &af, Event{ClientAddr: addr}, start, rerr)
 			return nil
 		}
@@ -835,7 +837,9 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	}
 	if err == nil && gl != nil && gl.credentials != nil {
 		cf.pol, cf.seen, cf.filterKey = gl.credentials, gl.seenCreds, cred
-		if rerr := g.checkFailures(ctx, r, &cf, msgTooManyCredentialFailures); rerr != nil {
+		if cf.quiet(gl) {
+			cf.checked = true
+		} else if rerr := g.checkFailures(ctx, r, &cf, msgTooManyCredentialFailures); rerr != nil {
 			g.settle(ctx, r, &af, false) // the address's reservation
 			g.refuseFailure(w, r, obs, &cf, Event{ClientAddr: addr, Hint: mask(cred)}, start, rerr)
 			return nil
@@ -873,8 +877,14 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		g.answer(w, r, err, c, cred, true)
 		return nil
 	}
-	g.settle(ctx, r, &af, false)
-	g.settle(ctx, r, &cf, false)
+	// Authenticated: only a request taken up front has anything to
+	// settle (it is given back).
+	if af.reserved {
+		g.settle(ctx, r, &af, false)
+	}
+	if cf.reserved {
+		g.settle(ctx, r, &cf, false)
+	}
 	if obs != nil {
 		e := principalEvent(EventAuthenticated, &p, addr)
 		e.Time = time.Now()
@@ -886,27 +896,27 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	var pol *limitPolicy
 	var pd Decision
 	if gl != nil {
-		var lim Limit
+		var lim *Limit
 		var key string
 		if pol, lim, key = gl.forPrincipal(&p); pol != nil {
-			d, lerr := Decision{}, errLimiterResting
-			if !gl.resting.Load() {
-				d, lerr = gl.limiter.Allow(ctx, key, lim)
+			var lerr error
+			if gl.resting.Load() {
+				lerr = errLimiterResting
+			} else {
+				pd, lerr = gl.limiter.Allow(ctx, key, *lim)
 			}
 			switch {
 			case lerr != nil:
 				pol = nil
-				if g.limiterFailed(r, lim, lerr) {
+				if g.limiterFailed(r, *lim, lerr) {
 					g.refuse(w, r, obs, principalEvent(EventAuthFailed, &p, addr), start, limiterDown(lerr))
 					return nil
 				}
-			case !d.Allowed:
-				setHeaders(w.Header(), pol, d)
-				rerr := rateLimited(msgRateLimited, d)
+			case !pd.Allowed:
+				setHeaders(w.Header(), pol, pd)
+				rerr := rateLimited(msgRateLimited, pd)
 				g.refuse(w, r, obs, principalEvent(EventRateLimited, &p, addr), time.Time{}, rerr)
 				return nil
-			default:
-				pd = d
 			}
 		}
 	}
@@ -965,6 +975,14 @@ func (b *failureBudget) budgetKey() string {
 		b.key = credentialKey(b.filterKey)
 	}
 	return b.key
+}
+
+// quiet reports whether b is a budget this Guard has not seen spent from
+// within its refill time ([failureFilter]), a client's usual state, which
+// the middleware takes to be full without asking the Limiter, while the
+// Limiter is not resting: checkFailures's first test, without its call.
+func (b *failureBudget) quiet(gl *guardLimits) bool {
+	return !gl.resting.Load() && !b.seen.marked(b.filterKey)
 }
 
 // checkFailures checks b before authentication. A budget that this Guard
