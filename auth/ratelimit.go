@@ -648,10 +648,11 @@ func countsAsFailure(c *errorClass) bool {
 	return c.kind == ErrInvalidCredential || c.kind == ErrMalformedRequest
 }
 
-// limitedContext is the context of a limited request: the Principal, and
-// the RateLimit header field's value with the bytes behind it, so that
-// they take one allocation. The bytes are written once, before the
-// string is made, and never again.
+// limitedContext is the context of a limited request whose RateLimit
+// value is not its policy's full-budget one ([limitPolicy.fresh]): the
+// Principal, and the RateLimit header field's value with the bytes behind
+// it, so that they take one allocation. The bytes are written once, before
+// the string is made, and never again.
 type limitedContext struct {
 	principalContext
 	rateLimit [1]string
