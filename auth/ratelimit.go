@@ -823,7 +823,7 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		// zeroed failureBudget and copy it over af.
 		af.pol, af.seen, af.filterKey, af.key = gl.failures, gl.seenAddrs, akey, akey
 		if af.quiet(gl) {
-			af.checked = true
+			af.checked = true // taken to be full, without a Decision
 		} else if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
 			g.refuseFailure(w, r, obs, &af, Event{ClientAddr: addr}, start, rerr)
 			return nil
@@ -929,7 +929,6 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 		h["Ratelimit-Policy"] = pol.policy
 		if v := pol.fresh(pd); v != nil {
 			h["Ratelimit"] = v
-			pctx = &principalContext{Context: ctx, p: sp}
 		} else {
 			lc := &limitedContext{principalContext: principalContext{Context: ctx, p: sp}}
 			v := pol.appendValue(lc.buf[:0], pd)
@@ -937,7 +936,8 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 			h["Ratelimit"] = lc.rateLimit[:]
 			pctx = lc
 		}
-	} else {
+	}
+	if pctx == nil {
 		pctx = &principalContext{Context: ctx, p: sp}
 	}
 	r = r.WithContext(pctx)
@@ -979,29 +979,25 @@ func (b *failureBudget) budgetKey() string {
 }
 
 // quiet reports whether b is a budget this Guard has not seen spent from
-// within its refill time ([failureFilter]), a client's usual state, which
-// the middleware takes to be full without asking the Limiter, while the
-// Limiter is not resting: checkFailures's first test, without its call.
+// within its refill time ([failureFilter]), a client's usual state, while
+// the Limiter is not resting: such a budget is taken to be full without
+// asking the Limiter, at the cost of a hash and a load. It is inlined;
+// every other budget goes to checkFailures.
 func (b *failureBudget) quiet(gl *guardLimits) bool {
 	return !gl.resting.Load() && !b.seen.marked(b.filterKey)
 }
 
-// checkFailures checks b before authentication. A budget that this Guard
-// has not seen spent from within its refill time ([failureFilter]), a
-// client's usual state, is taken to be full without asking the Limiter. A
-// budget that is spent refuses the request (429). A budget in use (some
-// failures, not yet refilled) with a Limiter that can refund has this
-// request taken from it up front, so that concurrent requests cannot all
-// slip past a nearly spent budget. A Limiter error refuses the request if
-// the Guard fails closed (503), and leaves b unchecked otherwise.
+// checkFailures checks b, a budget that is not quiet, before
+// authentication. A budget that is spent refuses the request (429). A
+// budget in use (some failures, not yet refilled) with a Limiter that can
+// refund has this request taken from it up front, so that concurrent
+// requests cannot all slip past a nearly spent budget. A Limiter error, or
+// a Limiter resting after one, refuses the request if the Guard fails
+// closed (503), and leaves b unchecked otherwise.
 func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBudget, msg string) error {
 	gl := g.limits
 	if gl.resting.Load() {
 		return g.restingFailure(r, b.pol.limit)
-	}
-	if !b.seen.marked(b.filterKey) {
-		b.checked = true // taken to be full, without a Decision
-		return nil
 	}
 	key := b.budgetKey()
 	d, err := gl.limiter.Peek(ctx, key, b.pol.limit)
