@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/internal/benchhttp"
@@ -24,8 +26,9 @@ var okHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 })
 
-// floorMiddleware is the least a hand-written API-key check can do.
-func floorMiddleware(keys map[[32]byte]*auth.Principal, next http.Handler) http.Handler {
+// floorMiddleware is the least a hand-written API-key check can do; with
+// a non-nil lim, also the least a hand-written per-key rate limit can do.
+func floorMiddleware(keys map[[32]byte]*auth.Principal, lim *floorLimiter, next http.Handler) http.Handler {
 	type ctxKey struct{}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -38,8 +41,54 @@ func floorMiddleware(keys map[[32]byte]*auth.Principal, next http.Handler) http.
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
+		if lim != nil && !lim.allow(w, p.KeyID) {
+			http.Error(w, "too many requests", http.StatusTooManyRequests)
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, p)))
 	})
+}
+
+// floorLimiter is the least a hand-written per-key rate limit can do: a
+// GCRA budget per key ID (its theoretical arrival time, found with one map
+// lookup under one mutex) on the monotonic clock, and the two RateLimit
+// header fields, with the fixed values of the "headers" handler of
+// BenchmarkMiddlewareLimits (those of a full budget, as the benchmarks'
+// budget always is). It has no failure budgets and no bound on its keys.
+type floorLimiter struct {
+	mu       sync.Mutex
+	tats     map[string]*int64
+	base     time.Time
+	iv, span int64
+}
+
+// newFloorLimiter returns a floorLimiter of requests a minute, in bursts
+// of requests.
+func newFloorLimiter(requests int64) *floorLimiter {
+	iv := int64(time.Minute) / requests
+	return &floorLimiter{tats: map[string]*int64{}, base: time.Now(), iv: iv, span: iv * requests}
+}
+
+// allow spends one request of key's budget if it allows one, and sets
+// the header fields on w.
+func (l *floorLimiter) allow(w http.ResponseWriter, key string) bool {
+	now := int64(time.Since(l.base))
+	l.mu.Lock()
+	tat := l.tats[key]
+	if tat == nil {
+		tat = new(int64)
+		l.tats[key] = tat
+	}
+	t := max(*tat, now)
+	ok := t+l.iv-l.span <= now
+	if ok {
+		*tat = t + l.iv
+	}
+	l.mu.Unlock()
+	h := w.Header()
+	h["Ratelimit-Policy"] = rateLimitPolicy
+	h["Ratelimit"] = rateLimitValue
+	return ok
 }
 
 // benchPepper is the pepper of the benchmarks' HMAC hashers.
@@ -106,20 +155,21 @@ func newBenchSetup(b *testing.B) *benchSetup {
 		s.targets = append(s.targets, benchTarget{name, benchMiddleware(b, m), valid})
 	}
 
-	s.floor, s.floorKey = newFloor()
+	s.floor, s.floorKey = newFloor(nil)
 	return s
 }
 
 // newFloor returns the hand-written floor in front of okHandler, over
-// 1,001 keys, and the key the benchmarks present to it.
-func newFloor() (http.Handler, string) {
+// 1,001 keys, and the key the benchmarks present to it; with a non-nil
+// lim, limited by it.
+func newFloor(lim *floorLimiter) (http.Handler, string) {
 	keys := map[[32]byte]*auth.Principal{}
 	var k keystore.Key
 	for range 1001 {
 		k, _ = keystore.DefaultFormat().Generate()
 		keys[sha256.Sum256([]byte(k.Plaintext()))] = &auth.Principal{KeyID: "key_x", Scopes: []string{"models:read"}}
 	}
-	return floorMiddleware(keys, okHandler), k.Plaintext()
+	return floorMiddleware(keys, lim, okHandler), k.Plaintext()
 }
 
 // writer is the ResponseWriter a benchmark uses, with its serial and

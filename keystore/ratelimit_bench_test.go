@@ -23,7 +23,10 @@ import (
 // the target (150 ns over a 440 ns floor) is a ratio to the floor.
 // So does "headers": a bare handler that sets the two header fields the
 // limits add, with fixed values, for what writing them costs the writer
-// (an httptest.ResponseRecorder copies the header map at WriteHeader).
+// (an httptest.ResponseRecorder copies the header map at WriteHeader);
+// and "floor+limit", the floor with the least a hand-written per-key limit
+// can do (floorLimiter), which "on-key-only", the Guard with the per-key
+// limit alone (no failure budgets), is to be compared with.
 // Run it with:
 //
 //	go test -run '^$' -bench MiddlewareLimits -benchmem ./keystore/
@@ -38,7 +41,9 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 	// takes the allowed path.
 	limits.APIKey = auth.Limit{Name: "api_key", Requests: 1 << 30, Period: time.Minute}
 	nop := auth.ObserverFunc(func(context.Context, auth.Event) {})
-	floor, floorKey := newFloor()
+	floor, floorKey := newFloor(nil)
+	limitedFloor, limitedFloorKey := newFloor(newFloorLimiter(1 << 30))
+	keyOnly := auth.RateLimits{Limiter: lim, APIKey: limits.APIKey}
 	headers := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h["Ratelimit-Policy"] = rateLimitPolicy
@@ -52,12 +57,14 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 	}{
 		{"off", benchMiddleware(b, m)},
 		{"on", benchMiddleware(b, m, auth.WithRateLimits(limits))},
+		{"on-key-only", benchMiddleware(b, m, auth.WithRateLimits(keyOnly))},
 		{"observer", benchMiddleware(b, m, auth.WithObserver(nop))},
 		{"on+observer", benchMiddleware(b, m, auth.WithRateLimits(limits), auth.WithObserver(nop))},
 	}
 	for _, wr := range []writer{recorderWriter, discardWriter} {
 		b.Run(wr.name+"/bare", func(b *testing.B) { wr.serve(b, okHandler, "", http.StatusOK) })
 		b.Run(wr.name+"/floor", func(b *testing.B) { wr.serve(b, floor, floorKey, http.StatusOK) })
+		b.Run(wr.name+"/floor+limit", func(b *testing.B) { wr.serve(b, limitedFloor, limitedFloorKey, http.StatusOK) })
 		b.Run(wr.name+"/headers", func(b *testing.B) { wr.serve(b, headers, "", http.StatusOK) })
 		for _, g := range guards {
 			b.Run(wr.name+"/"+g.name, func(b *testing.B) { wr.serve(b, g.handler, valid, http.StatusOK) })
