@@ -550,16 +550,21 @@ func addHeaders(h http.Header, p *limitPolicy, d Decision) {
 // a strictly formed "a.b.c.d:port", as net/http sets it for IPv4 clients,
 // only the key is returned, without parsing the address.
 func (g *Guard) clientAddr(r *http.Request, needAddr bool) (netip.Addr, string) {
-	if !needAddr && g.addrFunc == nil {
-		if host, ok := ipv4Host(r.RemoteAddr); ok {
-			return netip.Addr{}, host
-		}
-	}
 	if g.addrFunc != nil {
 		a := g.addrFunc(r)
 		return a, addrKey(a)
 	}
-	host := r.RemoteAddr
+	return remoteAddr(r.RemoteAddr, needAddr)
+}
+
+// remoteAddr is clientAddr for a RemoteAddr of hostport.
+func remoteAddr(hostport string, needAddr bool) (netip.Addr, string) {
+	if !needAddr {
+		if host, ok := ipv4Host(hostport); ok {
+			return netip.Addr{}, host
+		}
+	}
+	host := hostport
 	ap, err := netip.ParseAddrPort(host)
 	var a netip.Addr
 	if err == nil {
@@ -575,6 +580,22 @@ func (g *Guard) clientAddr(r *http.Request, needAddr bool) (netip.Addr, string) 
 		return a, host
 	}
 	return a, addrKey(a)
+}
+
+// remoteHost returns the text before the colon of hostport when hostport
+// holds exactly one colon, as "a.b.c.d:port" does; "" otherwise. It
+// neither parses nor checks the text, yet whenever remoteAddr finds a
+// budget key for hostport, the key is this text: only an IPv4 address
+// and a port are written with one colon (IPv6 needs two), and the key of
+// an IPv4 address is its text, which netip accepts in canonical form only.
+// So the text can stand for the key in a [failureFilter] until the key is
+// needed: a text that is not an address has no budget to hide.
+func remoteHost(hostport string) string {
+	i := strings.IndexByte(hostport, ':')
+	if i < 0 || strings.IndexByte(hostport[i+1:], ':') >= 0 {
+		return ""
+	}
+	return hostport[:i]
 }
 
 // ipv4Host returns the host of hostport when hostport is an IPv4 address
@@ -811,8 +832,18 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	gl := g.limits
 	var addr netip.Addr
 	var akey string
+	// remote is RemoteAddr when akey is only its remoteHost, for the
+	// failure filter: the address is parsed if its budget is needed.
+	var remote string
 	if obs != nil || (gl != nil && gl.failures != nil) {
-		addr, akey = g.clientAddr(r, obs != nil)
+		if obs == nil && g.addrFunc == nil {
+			if akey = remoteHost(r.RemoteAddr); akey != "" {
+				remote = r.RemoteAddr
+			}
+		}
+		if remote == "" {
+			addr, akey = g.clientAddr(r, obs != nil)
+		}
 	}
 	ctx := r.Context()
 
@@ -821,7 +852,12 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	if gl != nil && gl.failures != nil && akey != "" {
 		// Field by field: a composite literal would build a second
 		// zeroed failureBudget and copy it over af.
-		af.pol, af.seen, af.filterKey, af.key = gl.failures, gl.seenAddrs, akey, akey
+		af.pol, af.seen, af.filterKey = gl.failures, gl.seenAddrs, akey
+		if remote != "" {
+			af.remote = remote
+		} else {
+			af.key, af.keyed = akey, true
+		}
 		if af.quiet(gl) {
 			af.checked = true // taken to be full, without a Decision
 		} else if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
@@ -957,23 +993,33 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 type failureBudget struct {
 	pol  *limitPolicy   // nil: no such budget for this request
 	seen *failureFilter // the budgets of pol that may be in use
-	// filterKey is the key in seen: the address's budget key, or the
-	// credential itself, which never leaves the process.
+	// filterKey is the key in seen: the address's budget key (or the
+	// remoteHost that stands for it), or the credential itself, which
+	// never leaves the process.
 	filterKey string
-	key       string   // the budget's key at the Limiter; see budgetKey
-	d         Decision // the latest state of the budget
-	decided   bool     // d holds a Limiter's answer
-	peeked    Decision // its state before a request was taken up front
-	checked   bool     // the budget was checked: the Limiter answered, or the filter took it to be full
-	reserved  bool     // a request was taken up front, to give back unless authentication fails
+	key       string // the budget's key at the Limiter, once keyed; see budgetKey
+	keyed     bool
+	remote    string // for an address's budget, the RemoteAddr to key it by
+
+	d        Decision // the latest state of the budget
+	decided  bool     // d holds a Limiter's answer
+	peeked   Decision // its state before a request was taken up front
+	checked  bool     // the budget was checked: the Limiter answered, or the filter took it to be full
+	reserved bool     // a request was taken up front, to give back unless authentication fails
 }
 
-// budgetKey returns the key of b's budget at the Limiter: the address's
-// key, or for a credential its hash ([credentialKey]), worked out the
-// first time it is needed.
+// budgetKey returns the key of b's budget at the Limiter, worked out the
+// first time it is needed: for an address its key ([remoteAddr]), "" when
+// RemoteAddr holds no address (then there is no budget); for a credential
+// its hash ([credentialKey]).
 func (b *failureBudget) budgetKey() string {
-	if b.key == "" {
-		b.key = credentialKey(b.filterKey)
+	if !b.keyed {
+		b.keyed = true
+		if b.remote != "" {
+			_, b.key = remoteAddr(b.remote, false)
+		} else {
+			b.key = credentialKey(b.filterKey)
+		}
 	}
 	return b.key
 }
@@ -1000,6 +1046,9 @@ func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBu
 		return g.restingFailure(r, b.pol.limit)
 	}
 	key := b.budgetKey()
+	if key == "" {
+		return nil // not an address: no budget
+	}
 	d, err := gl.limiter.Peek(ctx, key, b.pol.limit)
 	inUse := err == nil && d.Remaining < d.Limit.MaxBurst()
 	if inUse {
@@ -1030,8 +1079,8 @@ func (g *Guard) checkFailures(ctx context.Context, r *http.Request, b *failureBu
 // checked and the Limiter has told its state (b.d), so that its header
 // fields belong in the response.
 func (g *Guard) settle(ctx context.Context, r *http.Request, b *failureBudget, failed bool) bool {
-	if !b.checked {
-		return false
+	if !b.checked || b.budgetKey() == "" {
+		return false // no budget was checked, or RemoteAddr holds no address
 	}
 	gl := g.limits
 	if failed {

@@ -177,6 +177,15 @@ func TestGuardRateLimits(t *testing.T) {
 			{0, "pipe", "halfred_x", 401, "", "", "", true},
 			{0, "pipe", "halfred_x", 401, "", "", "", true},
 			{0, "pipe", "halfred_x", 401, "", "", "", true},
+			// One colon, as an IPv4 address and port have, but no
+			// address: the failure filter knows them by their text
+			// until their budget is needed, and then finds none.
+			{0, "01.2.3.4:5", "halfred_x", 401, "", "", "", true},
+			{0, "01.2.3.4:5", "halfred_x", 401, "", "", "", true},
+			{0, "01.2.3.4:5", "halfred_x", 401, "", "", "", true},
+			{0, "192.0.2.9:99999", "halfred_x", 401, "", "", "", true},
+			{0, "192.0.2.9:99999", "halfred_x", 401, "", "", "", true},
+			{0, "192.0.2.9:99999", "halfred_x", 401, "", "", "", true},
 			{0, "192.0.2.9", "halfred_x", 401, failPolicy, `"auth_failures";r=1;t=30`, "", true}, // no port
 		},
 	}
@@ -822,7 +831,8 @@ func TestAddrKey(t *testing.T) {
 }
 
 // FuzzClientAddr: for any RemoteAddr, the default client address and its
-// budget key are those of the general path, so one client never has two
+// budget key are those of the general path, and the remoteHost the failure
+// filter knows it by until then is its key, so one client never has two
 // budgets.
 func FuzzClientAddr(f *testing.F) {
 	for _, s := range []string{"192.0.2.1:1234", "192.0.2.1", "[::1]:80", "[::ffff:1.2.3.4]:5", "1.2.3.4:", "[fe80::1%en0]:1", "pipe", "", ":80", "01.2.3.4:5", "1.2.3.4%z:5", "255.255.255.255:65535", "256.1.1.1:1", "1.2.3.4:65536", "1.2.3.4:+1", "1.2.3:4", "1.2.3.4.5:6", "0.0.0.0:0", "1.2.3.4:00080", "1..3.4:5"} {
@@ -844,6 +854,12 @@ func FuzzClientAddr(f *testing.F) {
 		}
 		if want := addrKey(a); key != want {
 			t.Fatalf("RemoteAddr %q: key %q, want %q", remote, key, want)
+		}
+		// The middleware's failure filter knows an address by its
+		// remoteHost until its key is needed: the two must agree
+		// whenever there is a key.
+		if h := remoteHost(remote); h != "" && h != key {
+			t.Fatalf("RemoteAddr %q: remoteHost %q, key %q", remote, h, key)
 		}
 		if !bytes.Contains([]byte(remote), []byte(a.Unmap().WithZone("").String())) && a.Is4() {
 			t.Fatalf("RemoteAddr %q: address %v not in it", remote, a)
