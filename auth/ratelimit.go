@@ -998,7 +998,7 @@ type failureBudget struct {
 	// never leaves the process.
 	filterKey string
 	key       string // the budget's key at the Limiter, once keyed; see budgetKey
-	keyed     bool
+	keyed     bool   // key has been worked out ("" then means no budget)
 	remote    string // for an address's budget, the RemoteAddr to key it by
 
 	d        Decision // the latest state of the budget
