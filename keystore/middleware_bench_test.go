@@ -85,9 +85,7 @@ func (l *floorLimiter) allow(w http.ResponseWriter, key string) bool {
 		*tat = t + l.iv
 	}
 	l.mu.Unlock()
-	h := w.Header()
-	h["Ratelimit-Policy"] = rateLimitPolicy
-	h["Ratelimit"] = rateLimitValue
+	setFixedRateLimit(w.Header())
 	return ok
 }
 
@@ -155,21 +153,21 @@ func newBenchSetup(b *testing.B) *benchSetup {
 		s.targets = append(s.targets, benchTarget{name, benchMiddleware(b, m), valid})
 	}
 
-	s.floor, s.floorKey = newFloor(nil)
+	keys, key := floorKeys()
+	s.floor, s.floorKey = floorMiddleware(keys, nil, okHandler), key
 	return s
 }
 
-// newFloor returns the hand-written floor in front of okHandler, over
-// 1,001 keys, and the key the benchmarks present to it; with a non-nil
-// lim, limited by it.
-func newFloor(lim *floorLimiter) (http.Handler, string) {
+// floorKeys returns the hand-written floor's 1,001 keys, by their
+// SHA-256, and the key the benchmarks present to it.
+func floorKeys() (map[[32]byte]*auth.Principal, string) {
 	keys := map[[32]byte]*auth.Principal{}
 	var k keystore.Key
 	for range 1001 {
 		k, _ = keystore.DefaultFormat().Generate()
 		keys[sha256.Sum256([]byte(k.Plaintext()))] = &auth.Principal{KeyID: "key_x", Scopes: []string{"models:read"}}
 	}
-	return floorMiddleware(keys, lim, okHandler), k.Plaintext()
+	return keys, k.Plaintext()
 }
 
 // writer is the ResponseWriter a benchmark uses, with its serial and

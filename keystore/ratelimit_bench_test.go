@@ -41,13 +41,12 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 	// takes the allowed path.
 	limits.APIKey = auth.Limit{Name: "api_key", Requests: 1 << 30, Period: time.Minute}
 	nop := auth.ObserverFunc(func(context.Context, auth.Event) {})
-	floor, floorKey := newFloor(nil)
-	limitedFloor, limitedFloorKey := newFloor(newFloorLimiter(1 << 30))
+	keys, floorKey := floorKeys()
+	floor := floorMiddleware(keys, nil, okHandler)
+	limitedFloor := floorMiddleware(keys, newFloorLimiter(1<<30), okHandler)
 	keyOnly := auth.RateLimits{Limiter: lim, APIKey: limits.APIKey}
 	headers := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h["Ratelimit-Policy"] = rateLimitPolicy
-		h["Ratelimit"] = rateLimitValue
+		setFixedRateLimit(w.Header())
 		w.WriteHeader(http.StatusOK)
 	})
 
@@ -64,7 +63,7 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 	for _, wr := range []writer{recorderWriter, discardWriter} {
 		b.Run(wr.name+"/bare", func(b *testing.B) { wr.serve(b, okHandler, "", http.StatusOK) })
 		b.Run(wr.name+"/floor", func(b *testing.B) { wr.serve(b, floor, floorKey, http.StatusOK) })
-		b.Run(wr.name+"/floor+limit", func(b *testing.B) { wr.serve(b, limitedFloor, limitedFloorKey, http.StatusOK) })
+		b.Run(wr.name+"/floor+limit", func(b *testing.B) { wr.serve(b, limitedFloor, floorKey, http.StatusOK) })
 		b.Run(wr.name+"/headers", func(b *testing.B) { wr.serve(b, headers, "", http.StatusOK) })
 		for _, g := range guards {
 			b.Run(wr.name+"/"+g.name, func(b *testing.B) { wr.serve(b, g.handler, valid, http.StatusOK) })
@@ -75,7 +74,15 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 	}
 }
 
-// The header values of the "headers" handler of BenchmarkMiddlewareLimits.
+// setFixedRateLimit sets the two header fields that limits add on h,
+// with the fixed values below, for the "headers" handler of
+// BenchmarkMiddlewareLimits and for floorLimiter.
+func setFixedRateLimit(h http.Header) {
+	h["Ratelimit-Policy"] = rateLimitPolicy
+	h["Ratelimit"] = rateLimitValue
+}
+
+// The header values setFixedRateLimit sets.
 var (
 	rateLimitPolicy = []string{`"api_key";q=1073741824;w=60`}
 	rateLimitValue  = []string{`"api_key";r=1073741823;t=1`}
