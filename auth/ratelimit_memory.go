@@ -225,8 +225,10 @@ func (l *MemoryLimiter) gcraParams(lim Limit) (iv, span int64) {
 // allows it; see [Limiter]. The zero Limit always allows, without keeping
 // a budget. It never returns an error.
 func (l *MemoryLimiter) Allow(_ context.Context, key string, lim Limit) (Decision, error) {
+	d := Decision{Limit: lim}
 	if lim.IsZero() {
-		return Decision{Allowed: true, Limit: lim}, nil
+		d.Allowed = true
+		return d, nil
 	}
 	iv, span := l.gcraParams(lim)
 	name := lim.PolicyName()
@@ -238,7 +240,7 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string, lim Limit) (Decisio
 	if b != nil {
 		tat = b.tat
 	}
-	d, next := gcra(tat, b != nil, now, iv, span, true)
+	next := gcra(&d, tat, b != nil, now, iv, span, true)
 	if d.Allowed {
 		if b == nil {
 			s.makeRoom(now)
@@ -249,7 +251,6 @@ func (l *MemoryLimiter) Allow(_ context.Context, key string, lim Limit) (Decisio
 		b.tat = next
 	}
 	s.mu.Unlock()
-	d.Limit = lim
 	return d, nil
 }
 
@@ -291,8 +292,8 @@ func (l *MemoryLimiter) Peek(_ context.Context, key string, lim Limit) (Decision
 		return Decision{Allowed: true, Limit: lim, Remaining: lim.MaxBurst()}, nil
 	}
 	iv, span := l.gcraParams(lim)
-	d, _ := gcra(tat, true, l.clock(), iv, span, false)
-	d.Limit = lim
+	d := Decision{Limit: lim}
+	gcra(&d, tat, true, l.clock(), iv, span, false)
 	return d, nil
 }
 
@@ -375,30 +376,31 @@ func gcraParams(lim Limit) (iv, span int64) {
 
 // gcra applies the generic cell rate algorithm to a budget whose
 // theoretical arrival time is tat (when found), at time now, for an
-// emission interval iv and a full budget spanning span. With spend it
-// decides a request and returns the new arrival time to store when the
-// request is allowed; without, it only reports.
-func gcra(tat int64, found bool, now, iv, span int64, spend bool) (Decision, int64) {
+// emission interval iv and a full budget spanning span, and fills in d's
+// Allowed, Remaining, Reset and RetryAfter, which it expects zero. With
+// spend it decides a request and returns the new arrival time to store
+// when the request is allowed; without, it only reports. It fills in d
+// rather than return a Decision, which would be copied on the way out.
+func gcra(d *Decision, tat int64, found bool, now, iv, span int64, spend bool) int64 {
 	if !found || tat < now {
 		tat = now
 	}
-	var d Decision
 	allowAt := tat + iv - span // the earliest time one more request fits
 	if now < allowAt {
 		d.RetryAfter = time.Duration(allowAt - now)
 		d.Reset = time.Duration(tat - now)
-		return d, tat
+		return tat
 	}
 	d.Allowed = true
 	if !spend {
 		d.Remaining = remaining(now-(tat-span), iv)
 		d.Reset = time.Duration(tat - now)
-		return d, tat
+		return tat
 	}
 	next := tat + iv
 	d.Remaining = remaining(now-allowAt, iv)
 	d.Reset = time.Duration(next - now)
-	return d, next
+	return next
 }
 
 // remaining returns how many whole intervals iv fit in room, as an int.
