@@ -823,11 +823,6 @@ func (g *Guard) reportForbidden(r *http.Request, p *Principal, a netip.Addr, err
 // limit, reporting, and the scope check. It returns the request to pass
 // to next, or nil when it has answered. With optional, a request without a
 // credential is returned unchanged.
-//
-// A client whose failure budgets the failure filters find quiet, the usual
-// case, takes the path below, on which those budgets are taken to be full
-// and nothing more is done for them unless authentication fails; the
-// others take checkedAuth.
 func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, required []string) *http.Request {
 	var start time.Time
 	obs := g.observer
@@ -852,44 +847,80 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	}
 	ctx := r.Context()
 
-	// The credential is read before its address's failure budget is
-	// checked, which costs nothing: it is not hashed or looked up before
-	// both budgets are.
+	// The failure budget of the address, before anything else.
+	var af, cf failureBudget
+	if gl != nil && gl.failures != nil && akey != "" {
+		// Field by field: a composite literal would build a second
+		// zeroed failureBudget and copy it over af.
+		af.pol, af.seen, af.filterKey = gl.failures, gl.seenAddrs, akey
+		if remote != "" {
+			af.remote = remote
+		} else {
+			af.key, af.keyed = akey, true
+		}
+		if af.quiet(gl) {
+			af.checked = true // taken to be full, without a Decision
+		} else if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
+			g.refuseFailure(w, r, obs, &af, Event{ClientAddr: addr}, start, rerr)
+			return nil
+		}
+	}
+
+	// The credential, then its own failure budget, before it is hashed
+	// or looked up.
 	cred, err := g.credential(r)
 	if err == nil && cred == "" {
 		err = errNoCredentials
 	}
-	// Whether every failure budget of the request (its address's, when
-	// the address has one, and its credential's, when one was read) is
-	// quiet: one this Guard has not seen spent from within its refill
-	// time ([failureFilter]), while the Limiter is not resting. Such a
-	// request needs no Limiter call before it is authenticated, and no
-	// budget key, at the cost of a hash and a load per budget. It is
-	// written out here, not called, so that it is inlined.
+	if err == nil && gl != nil && gl.credentials != nil {
+		cf.pol, cf.seen, cf.filterKey = gl.credentials, gl.seenCreds, cred
+		if cf.quiet(gl) {
+			cf.checked = true
+		} else if rerr := g.checkFailures(ctx, r, &cf, msgTooManyCredentialFailures); rerr != nil {
+			g.settle(ctx, r, &af, false) // the address's reservation
+			g.refuseFailure(w, r, obs, &cf, Event{ClientAddr: addr, Hint: mask(cred)}, start, rerr)
+			return nil
+		}
+	}
 	var p Principal
-	if gl != nil && (gl.resting.Load() ||
-		gl.failures != nil && akey != "" && gl.seenAddrs.marked(akey) ||
-		gl.credentials != nil && cred != "" && gl.seenCreds.marked(cred)) {
-		var ok bool
-		var out *http.Request
-		if p, out, ok = g.checkedAuth(w, r, optional, obs, start, addr, akey, remote, cred, err); !ok {
-			return out
+	if err == nil {
+		p, err = g.call(ctx, cred)
+	}
+	if err != nil {
+		if optional && err == errNoCredentials {
+			return r
 		}
-	} else {
-		if err == nil {
-			p, err = g.call(ctx, cred)
+		if cred != "" {
+			err = redactMessage(err, cred)
 		}
-		if err != nil {
-			// Only now are the quiet budgets' records needed: each
-			// is taken to be full and spent from if this is a failure.
-			var af, cf failureBudget
-			if gl != nil {
-				af.forAddr(gl, akey, remote)
-				cf.forCred(gl, cred)
-				af.checked, cf.checked = af.pol != nil, cf.pol != nil
+		c := g.classes.classify(err)
+		failed := countsAsFailure(c)
+		h := w.Header()
+		if g.settle(ctx, r, &af, failed) {
+			setHeaders(h, af.pol, af.d)
+		}
+		if g.settle(ctx, r, &cf, failed) {
+			addHeaders(h, cf.pol, cf.d)
+		}
+		if obs != nil {
+			e := Event{Kind: EventAuthFailed, ClientAddr: addr, Err: err, Status: c.status}
+			if cred != "" {
+				e.Hint = mask(cred)
 			}
-			return g.authFailed(w, r, optional, obs, start, addr, cred, err, &af, &cf)
+			e.Time = time.Now()
+			e.Duration = e.Time.Sub(start)
+			obs.Observe(ctx, e)
 		}
+		g.answer(w, r, err, c, cred, true)
+		return nil
+	}
+	// Authenticated: only a request taken up front has anything to
+	// settle (it is given back).
+	if af.reserved {
+		g.settle(ctx, r, &af, false)
+	}
+	if cf.reserved {
+		g.settle(ctx, r, &cf, false)
 	}
 	if obs != nil {
 		e := principalEvent(EventAuthenticated, &p, addr)
@@ -956,84 +987,6 @@ func (g *Guard) guarded(w http.ResponseWriter, r *http.Request, optional bool, r
 	return r
 }
 
-// checkedAuth authenticates a request that has a failure budget that is
-// not quiet (see guarded), or whose Guard's Limiter is resting: each
-// budget is checked before the credential is hashed or looked up, the
-// address's first, then the Authenticator is called and the budgets are
-// settled. It returns the principal and true, or false and the request
-// for guarded to return (nil when it has answered).
-func (g *Guard) checkedAuth(w http.ResponseWriter, r *http.Request, optional bool, obs Observer, start time.Time, addr netip.Addr, akey, remote, cred string, err error) (Principal, *http.Request, bool) {
-	gl := g.limits
-	ctx := r.Context()
-	var af, cf failureBudget
-	if af.forAddr(gl, akey, remote); af.pol != nil {
-		if af.quiet(gl) {
-			af.checked = true // taken to be full, without a Decision
-		} else if rerr := g.checkFailures(ctx, r, &af, msgTooManyFailure); rerr != nil {
-			g.refuseFailure(w, r, obs, &af, Event{ClientAddr: addr}, start, rerr)
-			return Principal{}, nil, false
-		}
-	}
-	if cf.forCred(gl, cred); cf.pol != nil {
-		if cf.quiet(gl) {
-			cf.checked = true
-		} else if rerr := g.checkFailures(ctx, r, &cf, msgTooManyCredentialFailures); rerr != nil {
-			g.settle(ctx, r, &af, false) // the address's reservation
-			g.refuseFailure(w, r, obs, &cf, Event{ClientAddr: addr, Hint: mask(cred)}, start, rerr)
-			return Principal{}, nil, false
-		}
-	}
-	var p Principal
-	if err == nil {
-		p, err = g.call(ctx, cred)
-	}
-	if err != nil {
-		return Principal{}, g.authFailed(w, r, optional, obs, start, addr, cred, err, &af, &cf), false
-	}
-	// Authenticated: only a request taken up front has anything to
-	// settle (it is given back).
-	if af.reserved {
-		g.settle(ctx, r, &af, false)
-	}
-	if cf.reserved {
-		g.settle(ctx, r, &cf, false)
-	}
-	return p, nil, true
-}
-
-// authFailed answers a request whose authentication failed with err,
-// after spending from its failure budgets af and cf (see settle); with
-// optional, a request without a credential is returned unchanged instead.
-func (g *Guard) authFailed(w http.ResponseWriter, r *http.Request, optional bool, obs Observer, start time.Time, addr netip.Addr, cred string, err error, af, cf *failureBudget) *http.Request {
-	if optional && err == errNoCredentials {
-		return r
-	}
-	if cred != "" {
-		err = redactMessage(err, cred)
-	}
-	ctx := r.Context()
-	c := g.classes.classify(err)
-	failed := countsAsFailure(c)
-	h := w.Header()
-	if g.settle(ctx, r, af, failed) {
-		setHeaders(h, af.pol, af.d)
-	}
-	if g.settle(ctx, r, cf, failed) {
-		addHeaders(h, cf.pol, cf.d)
-	}
-	if obs != nil {
-		e := Event{Kind: EventAuthFailed, ClientAddr: addr, Err: err, Status: c.status}
-		if cred != "" {
-			e.Hint = mask(cred)
-		}
-		e.Time = time.Now()
-		e.Duration = e.Time.Sub(start)
-		obs.Observe(ctx, e)
-	}
-	g.answer(w, r, err, c, cred, true)
-	return nil
-}
-
 // failureBudget is one failure budget of a request (its address's or its
 // credential's): checked before the request is authenticated, and spent
 // after, if authentication fails.
@@ -1069,31 +1022,6 @@ func (b *failureBudget) budgetKey() string {
 		}
 	}
 	return b.key
-}
-
-// forAddr makes b the record of the failure budget of a request's
-// address, akey (remote as in guarded); b stays zero, with no policy, when
-// the address has no budget.
-func (b *failureBudget) forAddr(gl *guardLimits, akey, remote string) {
-	if gl.failures == nil || akey == "" {
-		return
-	}
-	b.pol, b.seen, b.filterKey = gl.failures, gl.seenAddrs, akey
-	if remote != "" {
-		b.remote = remote
-	} else {
-		b.key, b.keyed = akey, true
-	}
-}
-
-// forCred makes b the record of the failure budget of a request's
-// credential, cred; b stays zero, with no policy, when there is no such
-// budget or cred is "" (no credential was read).
-func (b *failureBudget) forCred(gl *guardLimits, cred string) {
-	if gl.credentials == nil || cred == "" {
-		return
-	}
-	b.pol, b.seen, b.filterKey = gl.credentials, gl.seenCreds, cred
 }
 
 // quiet reports whether b is a budget this Guard has not seen spent from
