@@ -131,9 +131,9 @@ func TestKeyFormat(t *testing.T) {
 		{"slice %v", "%v", []keystore.Key{k}, "[" + hint + "]"},
 		{"%p (bypasses Formatter)", "%p", k, ""},
 		{"struct %p", "%p", h, ""},
-		{"unexported field %+v (bypasses Formatter)", "%+v", secretHolder{key: k}, ""},
-		{"unexported field %#v", "%#v", secretHolder{key: k}, ""},
-		{"unexported field pointer %v", "%v", &secretHolder{key: k}, ""},
+		{"unexported field %+v (bypasses Formatter)", "%+v", secretHolder{name: "ci", key: k}, ""},
+		{"unexported field %#v", "%#v", secretHolder{name: "ci", key: k}, ""},
+		{"unexported field pointer %v", "%v", &secretHolder{name: "ci", key: k}, ""},
 		{"any %v", "%v", []any{k}, "[" + hint + "]"},
 		{"error wrapping", "", fmt.Errorf("bad key %v: %w", k, errors.New("x")), "bad key " + hint + ": x\n"},
 	}

@@ -509,11 +509,11 @@ func TestHandlersBehindGuard(t *testing.T) {
 		return res, string(b)
 	}
 
-	res, body := do("/v1/auth/token", "", "")
+	res, _ := do("/v1/auth/token", "", "")
 	if res.StatusCode != 401 || res.Header.Get("Www-Authenticate") != `Bearer realm="halfred"` {
 		t.Fatalf("no credentials: %d %q", res.StatusCode, res.Header.Get("Www-Authenticate"))
 	}
-	res, body = do("/v1/auth/token", f.apiKey, `{"scopes":["models:read","chat:write"]}`)
+	res, body := do("/v1/auth/token", f.apiKey, `{"scopes":["models:read","chat:write"]}`)
 	if res.StatusCode != 200 {
 		t.Fatalf("exchange: %d %s", res.StatusCode, body)
 	}

@@ -44,13 +44,12 @@ type svcFixture struct {
 var svcScopes = []string{"chat:write", "models:read", ExchangeScope}
 
 type svcOptions struct {
-	service  []ServiceOption
-	issuer   []IssuerOption
-	refresh  RefreshStore
-	revs     Revocations
-	keys     KeyChecker
-	keySpec  *keystore.KeySpec
-	noVerify bool
+	service []ServiceOption
+	issuer  []IssuerOption
+	refresh RefreshStore
+	revs    Revocations
+	keys    KeyChecker
+	keySpec *keystore.KeySpec
 }
 
 func newSvcFixture(t testing.TB, o svcOptions) *svcFixture {

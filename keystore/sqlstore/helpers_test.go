@@ -2,11 +2,10 @@ package sqlstore
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"github.com/keygate/keygate/keystore/sqlstore/pgtest"
 	"path/filepath"
 	"testing"
+
+	"github.com/keygate/keygate/keystore/sqlstore/pgtest"
 )
 
 // newSQLiteStore opens a store on a fresh file in t.TempDir and closes it
@@ -39,10 +38,4 @@ func newPostgresStore(t testing.TB) *Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
 }
