@@ -690,9 +690,9 @@ func TestObserverForbidden(t *testing.T) {
 // path, and neither do rate limits for an IPv4 client that has not failed:
 // the RateLimit value of a full budget is built once, that of a budget in
 // use lives in the context object the success path allocates anyway, and
-// the failure budgets are not looked at. A client
-// whose credential failed lately costs one more (its budget's key), and an
-// IPv6 client one more (its /64 key).
+// the failure budgets are not looked at. A client whose credential failed
+// lately costs one more (its budget's key), and an IPv6 client one more
+// (its /64 key).
 func TestObserverAllocs(t *testing.T) {
 	nop := ObserverFunc(func(context.Context, Event) {})
 	l, err := NewMemoryLimiter()
@@ -741,6 +741,7 @@ func TestObserverAllocs(t *testing.T) {
 // would be formatted for the Decision, over the Decisions of a GCRA budget
 // spent from, refused and refilled, for limits of several shapes.
 func TestLimitPolicyFresh(t *testing.T) {
+	t.Parallel()
 	limits := []Limit{
 		PerMinute("api_key", 600),
 		{Name: "one", Requests: 1, Period: time.Hour},
@@ -751,6 +752,7 @@ func TestLimitPolicyFresh(t *testing.T) {
 	}
 	for _, l := range limits {
 		t.Run(l.PolicyName(), func(t *testing.T) {
+			t.Parallel()
 			pol := newLimitPolicy(l)
 			lim, clock := newTestLimiter(t)
 			used := 0
