@@ -114,11 +114,17 @@ func newBenchManager(b *testing.B, store keystore.Store, h *keystore.Hasher) (*k
 // front of okHandler.
 func benchMiddleware(b *testing.B, m *keystore.Manager, opts ...auth.Option) http.Handler {
 	b.Helper()
+	return benchGuard(b, m, okHandler, opts...)
+}
+
+// benchGuard is benchMiddleware in front of next.
+func benchGuard(b *testing.B, m *keystore.Manager, next http.Handler, opts ...auth.Option) http.Handler {
+	b.Helper()
 	g, err := auth.New(m, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return g.Middleware(okHandler)
+	return g.Middleware(next)
 }
 
 // benchTarget is keygate's middleware over a MemoryStore of 1,001 keys,

@@ -29,7 +29,9 @@ import (
 // (an httptest.ResponseRecorder copies the header map at WriteHeader);
 // and "floor+limit", the floor with the least a hand-written per-key limit
 // can do (floorLimiter), which "on-key-only", the Guard with the per-key
-// limit alone (no failure budgets), is to be compared with.
+// limit alone (no failure budgets), is to be compared with. "json-off"
+// and "json-on" are "off" and "on" in front of a handler that, like a real
+// one, sets a header field of its own and writes a body (jsonHandler).
 // Run it with:
 //
 //	go test -run '^$' -bench MiddlewareLimits -benchmem ./keystore/
@@ -62,6 +64,8 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 		{"on-key-only", benchMiddleware(b, m, auth.WithRateLimits(keyOnly))},
 		{"observer", benchMiddleware(b, m, auth.WithObserver(nop))},
 		{"on+observer", benchMiddleware(b, m, auth.WithRateLimits(limits), auth.WithObserver(nop))},
+		{"json-off", benchGuard(b, m, jsonHandler)},
+		{"json-on", benchGuard(b, m, jsonHandler, auth.WithRateLimits(limits))},
 	}
 	for _, wr := range []writer{recorderWriter, discardWriter} {
 		b.Run(wr.name+"/bare", func(b *testing.B) { wr.serve(b, okHandler, "", http.StatusOK) })
@@ -76,6 +80,23 @@ func BenchmarkMiddlewareLimits(b *testing.B) {
 		}
 	}
 }
+
+// jsonHandler answers like an API handler, such as the example server's:
+// it sets Content-Type and writes a short JSON body. With it the header
+// map holds a field before the limits add theirs, as it does behind a
+// real handler; okHandler sets none, so there the limits' fields are the
+// first, and a writer that makes or copies the map only when it is used
+// (httptest.ResponseRecorder) counts the map against the limits.
+var jsonHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(http.StatusOK)
+	w.Write(jsonBody)
+})
+
+var (
+	jsonContentType = []string{"application/json"}
+	jsonBody        = []byte(`{"object":"list","data":[]}`)
+)
 
 // setFixedRateLimit sets the two header fields that limits add on h,
 // with the fixed values below, for the "headers" handler of
