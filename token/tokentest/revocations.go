@@ -196,11 +196,14 @@ func testLaterExpiry(t *testing.T, r token.Revocations, c *clock) {
 }
 
 // testRevocationsConcurrent revokes and checks at once: each worker its
-// own IDs, and every worker each of a few shared IDs, one per step and all
-// at about the same time, with an expiry of its own, of which the latest
-// must be kept. One shared ID would let a store that keeps the last write,
-// or compares with a stale expiry, pass whenever the latest happened to
-// land last; with several, such a store fails all but every time.
+// own IDs, and every worker each of a few shared IDs, with an expiry of
+// its own, of which the latest must be kept. The workers meet before each
+// shared ID and revoke it together, so that the calls overlap however the
+// goroutines are scheduled (a worker that lags behind the others would
+// otherwise come last to every shared ID); and which worker gives the
+// latest expiry changes from one shared ID to the next, so that no one
+// worker's timing decides them all. A store that keeps the last write, or
+// compares with a stale expiry, then fails all but every time.
 func testRevocationsConcurrent(t *testing.T, r token.Revocations, c *clock) {
 	ctx := t.Context()
 	const (
@@ -213,6 +216,7 @@ func testRevocationsConcurrent(t *testing.T, r token.Revocations, c *clock) {
 	var (
 		ids    [workers][]string
 		shared [shares]string
+		met    [shares]sync.WaitGroup // the workers' meeting before each shared ID
 		start  = make(chan struct{})
 		wg     sync.WaitGroup
 	)
@@ -223,11 +227,20 @@ func testRevocationsConcurrent(t *testing.T, r token.Revocations, c *clock) {
 	}
 	for i := range shared {
 		shared[i] = randID("jti-")
+		met[i].Add(workers)
 	}
 	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			next := 0 // the next meeting
+			defer func() {
+				// A worker that stops early still counts at the
+				// meetings it missed, so that the others go on.
+				for ; next < shares; next++ {
+					met[next].Done()
+				}
+			}()
 			<-start
 			for i, id := range ids[w] {
 				if err := r.Revoke(ctx, id, t0.Add(time.Hour)); err != nil {
@@ -241,7 +254,13 @@ func testRevocationsConcurrent(t *testing.T, r token.Revocations, c *clock) {
 					t.Errorf("concurrent IsRevoked of an ID never revoked = %v, %v; want false", ok, err)
 				}
 				if i < shares {
-					if err := r.Revoke(ctx, shared[i], t0.Add(time.Duration(w+1)*step)); err != nil {
+					met[i].Done()
+					next++
+					met[i].Wait()
+					// Expiries 1 to workers steps after t0, the
+					// latest from worker (workers-1-i) mod workers.
+					exp := t0.Add(time.Duration((w+i)%workers+1) * step)
+					if err := r.Revoke(ctx, shared[i], exp); err != nil {
 						t.Errorf("concurrent Revoke of one ID: %v", err)
 						return
 					}
