@@ -74,6 +74,16 @@ type RateLimits struct {
 	// default (false) the Guard fails open: the request proceeds as if
 	// it were not limited, and the failure is logged at most once every
 	// 10 seconds.
+	//
+	// After a Limiter call fails, the Guard leaves the Limiter alone for
+	// a second: meanwhile every limit a request meets fails at once, as
+	// that call did, without waiting for the Limiter's timeout (with
+	// FailClosed, every request the limits cover is answered 503). A
+	// request that needs no Limiter call meets no failure outside that
+	// second: with only Failures and CredentialFailures set, a client
+	// that has not failed lately is authenticated without asking the
+	// Limiter (see Failures), so while the Limiter is down such a client
+	// is refused only in the second after a call that failed.
 	FailClosed bool
 }
 

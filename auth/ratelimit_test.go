@@ -1140,6 +1140,43 @@ func TestLimiterRests(t *testing.T) {
 	}
 }
 
+// TestFailClosedQuietClient: with only failure budgets set, a client that
+// has not failed lately needs no Limiter call, so a failing Limiter does
+// not refuse it, even when the Guard fails closed; once a failed
+// authentication has to spend from a budget and the Limiter fails, every
+// request is refused (503) while the Guard leaves the Limiter alone, the
+// quiet client's included (see RateLimits.FailClosed).
+func TestFailClosedQuietClient(t *testing.T) {
+	t.Parallel()
+	l := &countingFailingLimiter{}
+	limits := RateLimits{
+		Limiter:            l,
+		Failures:           PerMinute("auth_failures", 5),
+		CredentialFailures: PerMinute("credential_failures", 5),
+		FailClosed:         true,
+	}
+	h := mustNew(t, keyAuth(nil), WithRateLimits(limits), quietLogger()).Middleware(okHandler())
+	for i := range 10 {
+		if rec := serve(h, limitedRequest("192.0.2.1:1", goodKey)); rec.Code != 200 {
+			t.Fatalf("quiet client, request %d: %d, want 200", i, rec.Code)
+		}
+	}
+	if n := l.calls.Load(); n != 0 {
+		t.Fatalf("%d Limiter calls for a client that never failed, want 0", n)
+	}
+	// A wrong key from another address: 401, and its failure cannot be
+	// spent.
+	if rec := serve(h, limitedRequest("198.51.100.7:1", otherKey)); rec.Code != 401 {
+		t.Fatalf("wrong key: %d, want 401", rec.Code)
+	}
+	if n := l.calls.Load(); n != 1 {
+		t.Fatalf("%d Limiter calls after one failed authentication, want 1 (then it rests)", n)
+	}
+	if rec := serve(h, limitedRequest("192.0.2.1:1", goodKey)); rec.Code != 503 {
+		t.Errorf("quiet client while the failed Limiter rests: %d, want 503 (fail closed)", rec.Code)
+	}
+}
+
 // TestSpendMiddlewareLimiterDown: with a failing Limiter and FailClosed,
 // Guard.Limit and Guard.LimitByClientAddr answer 503 and report it.
 func TestSpendMiddlewareLimiterDown(t *testing.T) {
