@@ -1301,7 +1301,12 @@ func testRecordUsage(t *testing.T, s keystore.Store) {
 }
 
 // testRecordUsageConcurrent writes batches from several goroutines at once,
-// as the UsageRecorders of several instances do: no increment may be lost.
+// as the UsageRecorders of several instances do: no increment may be lost,
+// and each key keeps its latest time with its address. Which writer gives
+// a key's latest time changes from key to key, so that a store that keeps
+// the last write fails unless every one of those writers lands last,
+// however the goroutines are scheduled (the writer started last tends to
+// finish last).
 func testRecordUsageConcurrent(t *testing.T, s keystore.Store) {
 	w, ok := usageWriter(t, s)
 	if !ok {
@@ -1330,7 +1335,7 @@ func testRecordUsageConcurrent(t *testing.T, s keystore.Store) {
 					batch = append(batch, keystore.Usage{
 						KeyID:      k.ID,
 						Requests:   int64(i + 1),
-						LastUsedAt: t0.Add(time.Duration(round*writers+wr) * time.Second),
+						LastUsedAt: t0.Add(time.Duration(round*writers+(wr+i)%writers) * time.Second),
 						ClientAddr: netip.AddrFrom4([4]byte{192, 0, 2, byte(wr)}),
 					})
 				}
@@ -1346,13 +1351,13 @@ func testRecordUsageConcurrent(t *testing.T, s keystore.Store) {
 	if t.Failed() {
 		return
 	}
-	// The latest time is the last round of the last writer, whose
-	// address comes with it.
+	// A key's latest time is the last round of the writer wr with
+	// (wr+i) mod writers = writers-1, whose address comes with it.
 	last := t0.Add(time.Duration(rounds*writers-1) * time.Second)
 	for i, k := range keys {
 		k.UsageCount = int64(writers * rounds * (i + 1))
 		k.LastUsedAt = last
-		k.LastClientAddr = netip.AddrFrom4([4]byte{192, 0, 2, writers - 1})
+		k.LastClientAddr = netip.AddrFrom4([4]byte{192, 0, 2, byte((writers - 1 - i%writers + writers) % writers)})
 		wantUnchanged(t, "after concurrent RecordUsage, counts add up exactly", s, k.Record)
 	}
 }
